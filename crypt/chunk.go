@@ -15,14 +15,12 @@ const (
 	sealAESGCM byte = 1
 )
 
-const (
-	tagSize = 16 // GCM tag
+const tagSize = 16 // GCM tag
 
-	// Overhead is how many bytes sealing adds to a chunk: the format byte and the
-	// authentication tag. It is also the size of the smallest valid sealed chunk (an empty
-	// plaintext).
-	Overhead = 1 + tagSize
-)
+// Overhead is how many bytes sealing adds to a chunk: the format byte and the
+// authentication tag. It is also the size of the smallest valid sealed chunk (an empty
+// plaintext).
+const Overhead = 1 + tagSize
 
 // zeroNonce is the nonce of every sealed chunk. Each per-chunk key seals exactly one
 // plaintext (see Seal), so a fixed nonce never repeats under one key with different data.

@@ -82,6 +82,15 @@ func TestSealAppends(t *testing.T) {
 	if !bytes.HasPrefix(sealed, prefix) || !bytes.Equal(sealed[len(prefix):], k.Seal(nil, id, plain)) {
 		t.Fatal("Seal does not append to dst")
 	}
+	// With room in dst, both write in place.
+	buf := make([]byte, 0, SealedSize(len(plain)))
+	if out := k.Seal(buf, id, plain); &out[0] != &buf[:1][0] {
+		t.Error("Seal reallocated although dst had room")
+	}
+	pbuf := make([]byte, 0, len(plain))
+	if out, err := k.Open(pbuf, id, k.Seal(nil, id, plain)); err != nil || &out[0] != &pbuf[:1][0] {
+		t.Errorf("Open reallocated although dst had room (%v)", err)
+	}
 	opened, err := k.Open(bytes.Clone(prefix), id, sealed[len(prefix):])
 	if err != nil || string(opened) != "prefixhello chunk" {
 		t.Fatalf("Open does not append to dst: %q, %v", opened, err)

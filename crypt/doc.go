@@ -8,9 +8,11 @@
 //
 // The pieces fit together like this:
 //
-//	secret := NewSecret()                      // 32 random bytes, the drive's root key
-//	file := EncodeKeyFile(secret, passphrase)  // Argon2id + XChaCha20-Poly1305, kept on disk
-//	keys := secret.Keys()                      // HKDF-SHA256 sub-keys
-//	id := keys.ChunkID(plain)                  // keyed BLAKE3 of the plaintext
-//	sealed := keys.Seal(nil, id, plain)        // AES-256-GCM under a per-chunk key
+//	secret, err := NewSecret()                                   // 32 random bytes, the root key
+//	file, err := EncodeKeyFile(secret, pass, DefaultKDFParams)   // Argon2id + XChaCha20-Poly1305
+//	text := secret.RecoveryKey()                                 // for the user to write down
+//	keys := secret.Keys()                                        // HKDF-SHA256 sub-keys
+//	id := keys.ChunkID(plain)                                    // keyed BLAKE3 of the plaintext
+//	sealed := keys.Seal(nil, id, plain)                          // AES-256-GCM, per-chunk key
+//	plain, err = keys.Open(nil, id, sealed)
 package crypt

@@ -44,7 +44,7 @@ type KDFParams struct {
 }
 
 // DefaultKDFParams are the parameters EncodeKeyFile callers should use: 128 MiB, 6 passes,
-// 4 lanes, about 0.3 s to open on the project's 2-core machine (docs/benchmarks.md, "crypt")
+// 4 lanes, about 0.35 s to open on the project's 2-core machine (docs/benchmarks.md, "crypt")
 // and a few times that on a phone, paid once per mount. 4 lanes let 4-core devices go
 // faster and cost nothing on 2 cores; the memory is what makes guessing expensive on GPUs.
 var DefaultKDFParams = KDFParams{Time: 6, MemoryKiB: 128 << 10, Threads: 4}

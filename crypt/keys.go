@@ -89,7 +89,10 @@ func newKeyed(key *[KeySize]byte) *blake3.Hasher {
 
 // keyedSum returns the keyed BLAKE3-256 of b with a hasher from pool.
 func keyedSum(pool *sync.Pool, b []byte) (sum [32]byte) {
-	h := pool.Get().(*blake3.Hasher)
+	h, ok := pool.Get().(*blake3.Hasher)
+	if !ok {
+		panic("BUG: crypt: Keys used without Secret.Keys")
+	}
 	h.Reset()
 	_, _ = h.Write(b) // never fails
 	h.Sum(sum[:0])

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -105,7 +106,8 @@ func TestSealAllocsBounded(t *testing.T) {
 	sbuf := make([]byte, 0, SealedSize(len(plain)))
 	pbuf := make([]byte, 0, len(plain))
 	// A per-chunk AES key schedule, GCM object and associated data: a few small objects,
-	// whatever the chunk size. Measure bytes too, so a chunk-sized allocation cannot hide.
+	// whatever the chunk size. Bytes are measured too, so a chunk-sized allocation cannot
+	// hide behind a small count.
 	for name, f := range map[string]func(){
 		"Seal": func() { k.Seal(sbuf[:0], id, plain) },
 		"Open": func() {
@@ -124,7 +126,10 @@ func TestSealAllocsBounded(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		bytesPerOp := (after.TotalAlloc - before.TotalAlloc) / 10
 		t.Logf("%s: %.0f allocations, %d bytes per 1 MiB chunk", name, allocs, bytesPerOp)
-		if allocs > 4 || bytesPerOp > 4096 {
+		// Nominally 3 allocations and 1.3 KiB; the slack covers a pooled hasher being
+		// re-made (the race detector drops pooled items on purpose) while still catching
+		// any allocation in proportion to the 1 MiB chunk.
+		if allocs > 8 || bytesPerOp > 64<<10 {
 			t.Errorf("%s: %.0f allocations, %d bytes per 1 MiB chunk; want a few small ones", name, allocs, bytesPerOp)
 		}
 	}
@@ -185,4 +190,23 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := testSecret(9).Keys().Open(nil, id, sealed); !errors.Is(err, ErrAuth) {
 		t.Errorf("wrong keys: got %v, want ErrAuth", err)
 	}
+}
+
+func TestKeysConcurrent(t *testing.T) {
+	k := testSecret(1).Keys()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				plain := randomBytes(uint64(g*100+i), 3000+i)
+				id := k.ChunkID(plain)
+				got, err := k.Open(nil, id, k.Seal(nil, id, plain))
+				if err != nil || !bytes.Equal(got, plain) || k.ChunkID(plain) != id {
+					t.Errorf("goroutine %d, chunk %d: round trip failed: %v", g, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -98,7 +98,7 @@ func TestPlaceable(t *testing.T) {
 		{[]int64{10, 10, 10}, 3, 10},
 		{[]int64{1, 100, 100}, 3, 1},
 		{[]int64{5, 5, 5, 5}, 2, 10},
-		{[]int64{100, 1, 1, 1}, 2, 3},   // the big peer pairs with the three small ones
+		{[]int64{100, 1, 1, 1}, 2, 3}, // the big peer pairs with the three small ones
 		{[]int64{9, 9, 9, 9, 9, 9}, 6, 9},
 		{[]int64{50, 40, 30, 20, 10}, 3, 50}, // 150 in all over 3 slots
 	} {

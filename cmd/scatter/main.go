@@ -1,25 +1,123 @@
 // Command scatter mounts a drive whose data lives, encrypted and erasure-coded, on other
 // people's devices, and donates local disk to other drives.
+//
+// Each verb is one file with an options struct filled from its flags; main only
+// dispatches. Messages for the user go to stdout; logs (log/slog) go to stderr.
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// verb is one scatter command.
+type verb struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+var verbs = []verb{
+	{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
+	{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
+	{"version", "print the version", runVersion},
+}
+
+// errUsage marks an error in the command line: main prints it with the usage hint.
+var errUsage = errors.New("usage")
+
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: scatter <command> [flags]\ncommands: version")
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		return 2
 	}
-	switch os.Args[1] {
-	case "version":
-		fmt.Println("scatter", version)
+	var v *verb
+	for i := range verbs {
+		if verbs[i].name == args[0] {
+			v = &verbs[i]
+		}
+	}
+	if v == nil {
+		fmt.Fprintf(stderr, "scatter: unknown command %q (see scatter help)\n", args[0])
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := v.run(ctx, args[1:], stdout)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "scatter %s: %v (see scatter %s -h)\n", v.name, err, v.name)
+		return 2
 	default:
-		fmt.Fprintf(os.Stderr, "scatter: unknown command %q\n", os.Args[1])
-		os.Exit(2)
+		fmt.Fprintf(stderr, "scatter %s: %v\n", v.name, err)
+		return 1
 	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: scatter <command> [flags]\n\ncommands:")
+	for _, v := range verbs {
+		fmt.Fprintf(w, "  %-8s %s\n", v.name, v.summary)
+	}
+	fmt.Fprintln(w, "\nscatter <command> -h shows a command's flags.")
+}
+
+// newFlagSet returns a flag set for a verb whose errors return rather than exit.
+func newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("scatter "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: scatter %s %s\n\nflags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args into fs and turns flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.Usage()
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// logger returns the process's logger: text on stderr, warnings and errors only unless
+// verbose.
+func logger(verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func runVersion(_ context.Context, args []string, stdout io.Writer) error {
+	if err := parseFlags(newFlagSet("version", ""), args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "scatter", version)
+	return nil
 }

@@ -1,0 +1,391 @@
+package fs
+
+import (
+	"context"
+	"log/slog"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/scatterfs/scatter/volume"
+)
+
+// node is one inode of the mount.
+type node struct {
+	gofs.Inode
+	v   *volume.Volume
+	log *slog.Logger
+	ino uint64
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*node)(nil))
+	_ = (gofs.NodeGetattrer)((*node)(nil))
+	_ = (gofs.NodeSetattrer)((*node)(nil))
+	_ = (gofs.NodeMkdirer)((*node)(nil))
+	_ = (gofs.NodeMknoder)((*node)(nil))
+	_ = (gofs.NodeCreater)((*node)(nil))
+	_ = (gofs.NodeOpener)((*node)(nil))
+	_ = (gofs.NodeOpendirHandler)((*node)(nil))
+	_ = (gofs.NodeUnlinker)((*node)(nil))
+	_ = (gofs.NodeRmdirer)((*node)(nil))
+	_ = (gofs.NodeRenamer)((*node)(nil))
+	_ = (gofs.NodeLinker)((*node)(nil))
+	_ = (gofs.NodeSymlinker)((*node)(nil))
+	_ = (gofs.NodeReadlinker)((*node)(nil))
+	_ = (gofs.NodeGetxattrer)((*node)(nil))
+	_ = (gofs.NodeSetxattrer)((*node)(nil))
+	_ = (gofs.NodeListxattrer)((*node)(nil))
+	_ = (gofs.NodeRemovexattrer)((*node)(nil))
+	_ = (gofs.NodeStatfser)((*node)(nil))
+	_ = (gofs.NodeFsyncer)((*node)(nil))
+)
+
+func (n *node) errno(op string, err error) syscall.Errno { return toErrno(n.log, op, err) }
+
+func caller(ctx context.Context) (uid, gid uint32) {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Uid, c.Gid
+	}
+	return 0, 0
+}
+
+func setAttr(out *fuse.Attr, a *volume.Attr) {
+	out.Ino = a.Ino
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Owner = fuse.Owner{Uid: a.UID, Gid: a.GID}
+	out.Rdev = a.Rdev
+	out.Size = uint64(a.Size)
+	out.Blocks = (uint64(a.Size) + 511) / 512
+	out.Blksize = 1 << 20
+	out.SetTimes(&a.Atime, &a.Mtime, &a.Ctime)
+}
+
+// child returns the go-fuse inode for a, filling out.
+func (n *node) child(ctx context.Context, a *volume.Attr, out *fuse.EntryOut) *gofs.Inode {
+	setAttr(&out.Attr, a)
+	return n.NewInode(ctx, &node{v: n.v, log: n.log, ino: a.Ino}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	a, err := n.v.Lookup(ctx, n.ino, name)
+	if err != nil {
+		return nil, n.errno("lookup", err)
+	}
+	return n.child(ctx, &a, out), 0
+}
+
+func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.v.Getattr(ctx, n.ino)
+	if err != nil {
+		return n.errno("getattr", err)
+	}
+	setAttr(&out.Attr, &a)
+	return 0
+}
+
+func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	var s volume.SetAttr
+	if m, ok := in.GetMode(); ok {
+		s.Mode = &m
+	}
+	if u, ok := in.GetUID(); ok {
+		s.UID = &u
+	}
+	if g, ok := in.GetGID(); ok {
+		s.GID = &g
+	}
+	if sz, ok := in.GetSize(); ok {
+		size := int64(sz)
+		s.Size = &size
+	}
+	if t, ok := in.GetATime(); ok {
+		s.Atime = &t
+	}
+	if t, ok := in.GetMTime(); ok {
+		s.Mtime = &t
+	}
+	a, err := n.v.Setattr(ctx, n.ino, s)
+	if err != nil {
+		return n.errno("setattr", err)
+	}
+	setAttr(&out.Attr, &a)
+	return 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	uid, gid := caller(ctx)
+	a, err := n.v.Mkdir(ctx, n.ino, name, mode, uid, gid)
+	if err != nil {
+		return nil, n.errno("mkdir", err)
+	}
+	return n.child(ctx, &a, out), 0
+}
+
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	uid, gid := caller(ctx)
+	a, err := n.v.Mknod(ctx, n.ino, name, mode, dev, uid, gid)
+	if err != nil {
+		return nil, n.errno("mknod", err)
+	}
+	return n.child(ctx, &a, out), 0
+}
+
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	uid, gid := caller(ctx)
+	a, h, err := n.v.Create(ctx, n.ino, name, int(flags), mode, uid, gid)
+	if err != nil {
+		return nil, nil, 0, n.errno("create", err)
+	}
+	return n.child(ctx, &a, out), &handle{h: h, log: n.log}, 0, 0
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	h, err := n.v.Open(ctx, n.ino, int(flags))
+	if err != nil {
+		return nil, 0, n.errno("open", err)
+	}
+	return &handle{h: h, log: n.log}, 0, 0
+}
+
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	parent := uint64(volume.RootIno)
+	if _, p := n.Parent(); p != nil {
+		parent = p.StableAttr().Ino
+	}
+	return &dirHandle{v: n.v, log: n.log, ino: n.ino, parent: parent}, 0, 0
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.errno("unlink", n.v.Unlink(ctx, n.ino, name))
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.errno("rmdir", n.v.Rmdir(ctx, n.ino, name))
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np := newParent.(*node)
+	return n.errno("rename", n.v.Rename(ctx, n.ino, name, np.ino, newName, flags))
+}
+
+func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	a, err := n.v.Link(ctx, target.(*node).ino, n.ino, name)
+	if err != nil {
+		return nil, n.errno("link", err)
+	}
+	return n.child(ctx, &a, out), 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	uid, gid := caller(ctx)
+	a, err := n.v.Symlink(ctx, n.ino, name, target, uid, gid)
+	if err != nil {
+		return nil, n.errno("symlink", err)
+	}
+	return n.child(ctx, &a, out), 0
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := n.v.Readlink(ctx, n.ino)
+	if err != nil {
+		return nil, n.errno("readlink", err)
+	}
+	return []byte(t), 0
+}
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	val, err := n.v.GetXattr(ctx, n.ino, attr)
+	if err != nil {
+		return 0, n.errno("getxattr", err)
+	}
+	if len(dest) < len(val) {
+		return uint32(len(val)), syscall.ERANGE
+	}
+	return uint32(copy(dest, val)), 0
+}
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return n.errno("setxattr", n.v.SetXattr(ctx, n.ino, attr, data, flags))
+}
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return n.errno("removexattr", n.v.RemoveXattr(ctx, n.ino, attr))
+}
+
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	names, err := n.v.ListXattr(ctx, n.ino)
+	if err != nil {
+		return 0, n.errno("listxattr", err)
+	}
+	var b []byte
+	for _, nm := range names {
+		b = append(append(b, nm...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	st, err := n.v.Statfs(ctx)
+	if err != nil {
+		return n.errno("statfs", err)
+	}
+	const bsize = 4096
+	out.Bsize, out.Frsize, out.NameLen = bsize, bsize, volume.MaxName
+	out.Bavail = uint64(st.Avail) / bsize
+	out.Bfree = out.Bavail
+	out.Blocks = uint64(st.Used+bsize-1)/bsize + out.Bavail
+	// Inodes cost metadata only: report plenty free.
+	out.Ffree = 1 << 32
+	out.Files = uint64(st.Files) + out.Ffree
+	return 0
+}
+
+// Fsync of a node without a handle (directories): metadata commits are already durable.
+func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := fh.(*handle); ok {
+		return h.Fsync(ctx, flags)
+	}
+	return 0
+}
+
+// handle is an open regular file.
+type handle struct {
+	h   *volume.Handle
+	log *slog.Logger
+}
+
+var (
+	_ = (gofs.FileReader)((*handle)(nil))
+	_ = (gofs.FileWriter)((*handle)(nil))
+	_ = (gofs.FileFlusher)((*handle)(nil))
+	_ = (gofs.FileFsyncer)((*handle)(nil))
+	_ = (gofs.FileReleaser)((*handle)(nil))
+	_ = (gofs.FileGetattrer)((*handle)(nil))
+	_ = (gofs.FileAllocater)((*handle)(nil))
+	_ = (gofs.FileGetlker)((*handle)(nil))
+	_ = (gofs.FileSetlker)((*handle)(nil))
+	_ = (gofs.FileSetlkwer)((*handle)(nil))
+)
+
+func toLock(lk *fuse.FileLock) volume.Lock {
+	return volume.Lock{Start: lk.Start, End: lk.End, Type: lk.Typ, Pid: lk.Pid}
+}
+
+func (h *handle) Getlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	l := h.h.GetLock(toLock(lk))
+	*out = fuse.FileLock{Start: l.Start, End: l.End, Typ: l.Type, Pid: l.Pid}
+	return 0
+}
+
+func (h *handle) Setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return toErrno(h.log, "setlk", h.h.SetLock(ctx, toLock(lk), false))
+}
+
+func (h *handle) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return toErrno(h.log, "setlkw", h.h.SetLock(ctx, toLock(lk), true))
+}
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.h.Read(ctx, dest, off)
+	if err != nil {
+		return nil, toErrno(h.log, "read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.h.Write(ctx, data, off)
+	return uint32(n), toErrno(h.log, "write", err)
+}
+
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	return toErrno(h.log, "flush", h.h.Flush(ctx))
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return toErrno(h.log, "fsync", h.h.Fsync(ctx))
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	return toErrno(h.log, "release", h.h.Release())
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	a, err := h.h.Getattr(ctx)
+	if err != nil {
+		return toErrno(h.log, "getattr", err)
+	}
+	setAttr(&out.Attr, &a)
+	return 0
+}
+
+func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	return toErrno(h.log, "fallocate", h.h.Allocate(ctx, int64(off), int64(size), mode))
+}
+
+// dirHandle lists a directory in pages, resuming from a cookie, so a listing of a huge
+// directory costs O(entries) and survives concurrent changes. Offsets: 1 is after ".",
+// 2 after "..", cookie+2 after the entry with that cookie.
+type dirHandle struct {
+	v      *volume.Volume
+	log    *slog.Logger
+	ino    uint64
+	parent uint64
+
+	pos  uint64 // offset of the last entry returned
+	page []volume.DirEntry
+	eof  bool
+}
+
+var (
+	_ = (gofs.FileReaddirenter)((*dirHandle)(nil))
+	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
+	_ = (gofs.FileReleasedirer)((*dirHandle)(nil))
+	_ = (gofs.FileFsyncdirer)((*dirHandle)(nil))
+)
+
+const dirPage = 512
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	switch d.pos {
+	case 0:
+		d.pos = 1
+		return &fuse.DirEntry{Name: ".", Ino: d.ino, Mode: syscall.S_IFDIR, Off: 1}, 0
+	case 1:
+		d.pos = 2
+		return &fuse.DirEntry{Name: "..", Ino: d.parent, Mode: syscall.S_IFDIR, Off: 2}, 0
+	}
+	if len(d.page) == 0 {
+		if d.eof {
+			return nil, 0
+		}
+		page, err := d.v.ReadDir(ctx, d.ino, d.pos-2, dirPage)
+		if err != nil {
+			return nil, toErrno(d.log, "readdir", err)
+		}
+		d.page, d.eof = page, len(page) < dirPage
+		if len(page) == 0 {
+			return nil, 0
+		}
+	}
+	e := d.page[0]
+	d.page = d.page[1:]
+	d.pos = e.Cookie + 2
+	return &fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Type, Off: d.pos}, 0
+}
+
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	d.pos, d.page, d.eof = off, nil, false
+	return 0
+}
+
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
+
+func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+

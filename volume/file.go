@@ -1,0 +1,633 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/scatterfs/scatter/pipeline"
+)
+
+// file is the in-memory state of a regular file that has open handles or staged data.
+// Lock order: file.mu, then a bbolt transaction, then writeback.mu or Volume.mu.
+type file struct {
+	ino     uint64
+	opens   int          // guarded by Volume.mu: handles and in-progress users
+	writers atomic.Int32 // handles open for writing
+
+	mu       sync.Mutex
+	loaded   bool      // size and times below are loaded from the store
+	gone     bool      // the inode was deleted; its state is being dropped
+	size     int64     // authoritative while loaded
+	mtime    time.Time //
+	ctime    time.Time //
+	attrDirt bool      // size or times changed since they were last stored
+	stage    *os.File  // sparse staging file, nil when nothing is staged
+	staged   ranges    // bytes whose current content is in the staging file
+	dirty    ranges    // staged bytes not being uploaded (subset of staged)
+	inflight ranges    // staged bytes an upload job is working on (subset of staged)
+	busy     bool      // an upload job holds this file
+	clip     int64     // the running job must not commit content at or past clip
+	syncWait int       // fsync callers waiting for uploads
+	lastErr  error     // last upload error, nil after a success
+	changed  chan struct{}
+	seqEnd   int64 // end of the last read, to detect sequential readers
+}
+
+// signalLocked wakes everyone waiting for this file's upload state to change.
+func (f *file) signalLocked() {
+	if f.changed != nil {
+		close(f.changed)
+	}
+	f.changed = make(chan struct{})
+}
+
+// acquire returns the live state of regular file ino, loading it if needed, and counts a
+// user; release undoes it.
+func (v *Volume) acquire(ino uint64, write bool) (*file, error) {
+	v.mu.Lock()
+	f := v.files[ino]
+	if f == nil {
+		f = &file{ino: ino, changed: make(chan struct{})}
+		v.files[ino] = f
+	}
+	f.opens++
+	if write {
+		f.writers.Add(1)
+	}
+	v.mu.Unlock()
+	f.mu.Lock()
+	err := v.loadLocked(f)
+	f.mu.Unlock()
+	if err != nil {
+		v.release(f, write)
+		return nil, err
+	}
+	return f, nil
+}
+
+func (v *Volume) loadLocked(f *file) error {
+	if f.gone {
+		return ErrNotFound
+	}
+	if f.loaded {
+		return nil
+	}
+	var a Attr
+	err := v.db.View(func(tx *bolt.Tx) (err error) {
+		a, err = getAttr(tx, f.ino)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	switch a.Mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+	case syscall.S_IFDIR:
+		return ErrIsDir
+	default:
+		return fmt.Errorf("open of a special file: %w", ErrNotSupp)
+	}
+	f.size, f.mtime, f.ctime, f.loaded = a.Size, a.Mtime, a.Ctime, true
+	return nil
+}
+
+// release ends a use started by acquire. At the last release of an inode that has no
+// links left, the inode is deleted.
+func (v *Volume) release(f *file, write bool) {
+	if write {
+		f.writers.Add(-1)
+	}
+	v.mu.Lock()
+	f.opens--
+	last := f.opens == 0
+	v.mu.Unlock()
+	if !last {
+		v.wb.notify(f)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.gone && f.loaded {
+		var deleted bool
+		err := v.db.Update(func(tx *bolt.Tx) error {
+			a, err := getAttr(tx, f.ino)
+			if err != nil || a.Nlink > 0 {
+				return err
+			}
+			v.mu.Lock()
+			open := f.opens > 0
+			v.mu.Unlock()
+			if open {
+				return nil
+			}
+			deleted = true
+			return deleteInode(tx, f.ino)
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			v.log.Error("release: delete unlinked inode", "ino", f.ino, "err", err)
+		}
+		if deleted {
+			v.dropStagingLocked(f)
+			f.gone = true
+		}
+	}
+	v.wb.notify(f)
+	v.maybeForgetLocked(f)
+}
+
+// maybeForgetLocked drops f from the live files when nothing uses it any more.
+func (v *Volume) maybeForgetLocked(f *file) {
+	if f.busy || len(f.staged) > 0 {
+		return
+	}
+	if f.attrDirt && !f.gone {
+		if err := v.storeAttrLocked(f, nil); err != nil {
+			v.log.Error("store attributes", "ino", f.ino, "err", err)
+			return
+		}
+	}
+	v.mu.Lock()
+	if f.opens == 0 && v.files[f.ino] == f {
+		delete(v.files, f.ino)
+	}
+	v.mu.Unlock()
+	if f.stage != nil {
+		f.stage.Close()
+		f.stage = nil
+		os.Remove(v.stagingPath(f.ino))
+	}
+}
+
+// dropStagingLocked forgets all staged data of f (its inode is gone).
+func (v *Volume) dropStagingLocked(f *file) {
+	n := f.staged.total()
+	f.staged, f.dirty, f.inflight = nil, nil, nil
+	f.clip = 0
+	if f.stage != nil {
+		f.stage.Close()
+		f.stage = nil
+	}
+	os.Remove(v.stagingPath(f.ino))
+	v.wb.unstage(f, n)
+	f.signalLocked()
+}
+
+// storeAttrLocked writes f's in-memory size and times into its inode record, inside tx
+// if given. A missing inode is not an error: it was deleted.
+func (v *Volume) storeAttrLocked(f *file, tx *bolt.Tx) error {
+	do := func(tx *bolt.Tx) error {
+		a, err := getAttr(tx, f.ino)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		a.Size, a.Mtime, a.Ctime = f.size, f.mtime, f.ctime
+		return putAttr(tx, &a)
+	}
+	var err error
+	if tx != nil {
+		err = do(tx)
+	} else {
+		err = v.db.Update(do)
+	}
+	if err == nil {
+		f.attrDirt = false
+	}
+	return err
+}
+
+// Handle is an open regular file.
+type Handle struct {
+	v     *Volume
+	f     *file
+	write bool
+}
+
+// Ino returns the inode number of the open file.
+func (h *Handle) Ino() uint64 { return h.f.ino }
+
+// Open opens regular file ino. flags are open(2) flags: the access mode and O_TRUNC
+// matter (O_APPEND is resolved by the kernel into write offsets).
+func (v *Volume) Open(ctx context.Context, ino uint64, flags int) (*Handle, error) {
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	f, err := v.acquire(ino, write)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handle{v: v, f: f, write: write}
+	if write && flags&syscall.O_TRUNC != 0 {
+		if err := f.truncate(v, 0); err != nil {
+			h.Release()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Create creates regular file name in parent and opens it. If name exists and flags
+// lack O_EXCL, the existing file is opened instead.
+func (v *Volume) Create(ctx context.Context, parent uint64, name string, flags int, mode, uid, gid uint32) (Attr, *Handle, error) {
+	a, err := v.Mknod(ctx, parent, name, syscall.S_IFREG|mode&0o7777, 0, uid, gid)
+	if errors.Is(err, ErrExist) && flags&syscall.O_EXCL == 0 {
+		if a, err = v.Lookup(ctx, parent, name); err != nil {
+			return Attr{}, nil, err
+		}
+		if a.IsDir() {
+			return Attr{}, nil, ErrIsDir
+		}
+	} else if err != nil {
+		return Attr{}, nil, err
+	}
+	h, err := v.Open(ctx, a.Ino, flags)
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	a, err = v.Getattr(ctx, a.Ino)
+	if err != nil {
+		h.Release()
+		return Attr{}, nil, err
+	}
+	return a, h, nil
+}
+
+// Release closes the handle. Staged data stays journalled and keeps uploading.
+func (h *Handle) Release() error {
+	if h.f == nil {
+		return nil
+	}
+	h.v.locks.dropLocks(h)
+	h.v.release(h.f, h.write)
+	h.f = nil
+	return nil
+}
+
+// chunkSeg is a part of a read served from a chunk on the peers.
+type chunkSeg struct {
+	ref      pipeline.Ref
+	chunkOff int64 // offset in the chunk's plaintext
+	dstOff   int64 // offset in the read buffer
+	n        int64
+}
+
+// readLocked fills dst with the file content at off from staging, inline extents and
+// holes, and returns the parts that must come from chunks on the peers.
+func (v *Volume) readLocked(f *file, dst []byte, off int64) ([]chunkSeg, error) {
+	end := off + int64(len(dst))
+	var exts []extentAt
+	if err := v.db.View(func(tx *bolt.Tx) (err error) {
+		exts, err = extentsIn(tx, f.ino, off, end)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var segs []chunkSeg
+	// fromExtents fills [a, b), which holds no staged byte.
+	fromExtents := func(a, b int64) {
+		for a < b {
+			for len(exts) > 0 && exts[0].end() <= a {
+				exts = exts[1:]
+			}
+			if len(exts) == 0 || exts[0].Off >= b {
+				clear(dst[a-off : b-off])
+				return
+			}
+			e := exts[0]
+			if e.Off > a {
+				clear(dst[a-off : e.Off-off])
+				a = e.Off
+			}
+			n := min(b, e.end()) - a
+			if e.Data != nil {
+				copy(dst[a-off:a-off+n], e.Data[a-e.Off:])
+			} else {
+				segs = append(segs, chunkSeg{ref: *e.Ref, chunkOff: a - e.Off, dstOff: a - off, n: n})
+			}
+			a += n
+		}
+	}
+	pos := off
+	for pos < end {
+		s, ok := f.staged.next(pos)
+		if !ok || s.off >= end {
+			fromExtents(pos, end)
+			break
+		}
+		if s.off > pos {
+			fromExtents(pos, s.off)
+		}
+		b := min(s.end, end)
+		p := dst[s.off-off : b-off]
+		n, err := f.stage.ReadAt(p, s.off)
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("%w: staging of inode %d: %v", ErrIO, f.ino, err)
+		}
+		clear(p[n:]) // bytes past the staging file's end were never written: zeros
+		pos = b
+	}
+	return segs, nil
+}
+
+// fillChunks copies the chunk parts of a read into dst.
+func (v *Volume) fillChunks(ctx context.Context, ino uint64, dst []byte, segs []chunkSeg) error {
+	for _, s := range segs {
+		plain, err := v.reads.plain(ctx, s.ref)
+		if err != nil {
+			if errors.Is(err, ErrInterrupted) {
+				return err
+			}
+			v.log.Error("read: chunk unavailable", "file", v.pathOf(ino), "ino", ino, "chunk", s.ref.ID, "err", err)
+			return fmt.Errorf("%w: chunk %s: %v", ErrIO, s.ref.ID, err)
+		}
+		if s.chunkOff+s.n > int64(len(plain)) {
+			return fmt.Errorf("%w: chunk %s has %d bytes, extent wants %d", ErrIO, s.ref.ID, len(plain), s.chunkOff+s.n)
+		}
+		copy(dst[s.dstOff:s.dstOff+s.n], plain[s.chunkOff:])
+	}
+	return nil
+}
+
+// Read reads into p at off and returns the number of bytes read (0 at end of file).
+func (h *Handle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	f, v := h.f, h.v
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	f.mu.Lock()
+	if off >= f.size {
+		f.mu.Unlock()
+		return 0, nil
+	}
+	n := min(int64(len(p)), f.size-off)
+	segs, err := v.readLocked(f, p[:n], off)
+	seq := off == f.seqEnd || off == 0
+	f.seqEnd = off + n
+	f.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if err := v.fillChunks(ctx, f.ino, p[:n], segs); err != nil {
+		return 0, err
+	}
+	if seq && len(segs) > 0 {
+		v.reads.prefetch(f.ino, off+n)
+	}
+	return int(n), nil
+}
+
+// Write writes p at off. It waits while staging is full; it fails with ErrNoSpace when
+// no upload makes progress for Config.WriteWait.
+func (h *Handle) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	f, v := h.f, h.v
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	if off+int64(len(p)) > MaxFileSize {
+		return 0, ErrTooBig
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	// Reserve the whole write before taking the file lock, then return what it did not
+	// need (bytes already staged): the cap holds at every instant.
+	want := int64(len(p))
+	if err := v.wb.reserve(ctx, want); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	used, err := v.writeLocked(f, p, off)
+	f.mu.Unlock()
+	v.wb.unreserve(want - used)
+	if err != nil {
+		return 0, err
+	}
+	v.wb.notify(f)
+	return len(p), nil
+}
+
+// writeLocked stages p at off and returns how many bytes were newly staged.
+func (v *Volume) writeLocked(f *file, p []byte, off int64) (int64, error) {
+	if f.gone {
+		return 0, ErrNotFound
+	}
+	if f.stage == nil {
+		st, err := os.OpenFile(v.stagingPath(f.ino), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return 0, fmt.Errorf("%w: staging: %v", ErrIO, err)
+		}
+		f.stage = st
+	}
+	end := off + int64(len(p))
+	if _, err := f.stage.WriteAt(p, off); err != nil {
+		return 0, fmt.Errorf("%w: staging: %v", ErrIO, err)
+	}
+	added := int64(len(p)) - f.staged.overlap(off, end)
+	if len(f.staged) == 0 {
+		v.wb.markStaged(f)
+	}
+	f.staged.add(off, end)
+	f.dirty.add(off, end)
+	f.size = max(f.size, end)
+	now := time.Now()
+	f.mtime, f.ctime, f.attrDirt = now, now, true
+	return added, nil
+}
+
+// truncate sets the file's size, dropping content past it.
+func (f *file) truncate(v *Volume, size int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone {
+		return ErrNotFound
+	}
+	now := time.Now()
+	if size < f.size {
+		removed := f.staged.remove(size, MaxFileSize)
+		f.dirty.remove(size, MaxFileSize)
+		f.inflight.remove(size, MaxFileSize)
+		f.clip = min(f.clip, size)
+		if f.stage != nil {
+			if err := f.stage.Truncate(size); err != nil {
+				return fmt.Errorf("%w: staging: %v", ErrIO, err)
+			}
+		}
+		v.wb.unstage(f, removed)
+	}
+	f.size, f.mtime, f.ctime = size, now, now
+	err := v.db.Update(func(tx *bolt.Tx) error {
+		if err := truncateExtents(tx, f.ino, size); err != nil {
+			return err
+		}
+		if err := v.journalTx(f, tx); err != nil {
+			return err
+		}
+		return v.storeAttrLocked(f, tx)
+	})
+	f.signalLocked()
+	return err
+}
+
+// journalTx records f's staged ranges (or their absence) in tx.
+func (v *Volume) journalTx(f *file, tx *bolt.Tx) error {
+	b := tx.Bucket(bJournal)
+	if len(f.staged) == 0 {
+		return b.Delete(inoKey(f.ino))
+	}
+	return b.Put(inoKey(f.ino), encodeJournal(journalRec{Size: f.size, Dirty: f.staged}))
+}
+
+// journalLocked makes f's staged data survive a crash: the staging file is synced, then
+// its ranges and the file's size are committed to the store.
+func (v *Volume) journalLocked(f *file) error {
+	if f.gone || (len(f.staged) == 0 && !f.attrDirt) {
+		return nil
+	}
+	if f.stage != nil && len(f.staged) > 0 {
+		if err := f.stage.Sync(); err != nil {
+			return fmt.Errorf("%w: sync staging: %v", ErrIO, err)
+		}
+	}
+	return v.db.Update(func(tx *bolt.Tx) error {
+		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err := v.journalTx(f, tx); err != nil {
+			return err
+		}
+		return v.storeAttrLocked(f, tx)
+	})
+}
+
+// inlineLocked stores a small file's whole content inline in its metadata, dropping its
+// staging. It reports false when the file is not eligible (too large, being uploaded, or
+// holding content on the peers).
+func (v *Volume) inlineLocked(f *file) (bool, error) {
+	if f.size > int64(v.cfg.InlineMax) || f.busy || f.gone {
+		return false, nil
+	}
+	buf := make([]byte, f.size)
+	segs, err := v.readLocked(f, buf, 0)
+	if err != nil || len(segs) > 0 {
+		return false, err
+	}
+	n := f.staged.total()
+	err = v.db.Update(func(tx *bolt.Tx) error {
+		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err := truncateExtents(tx, f.ino, 0); err != nil {
+			return err
+		}
+		if f.size > 0 {
+			if err := putExtent(tx, f.ino, extentAt{0, extent{Len: f.size, Data: buf}}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bJournal).Delete(inoKey(f.ino)); err != nil {
+			return err
+		}
+		return v.storeAttrLocked(f, tx)
+	})
+	if err != nil {
+		return false, err
+	}
+	f.staged, f.dirty = nil, nil
+	if f.stage != nil {
+		f.stage.Close()
+		f.stage = nil
+		os.Remove(v.stagingPath(f.ino))
+	}
+	v.wb.unstage(f, n)
+	f.signalLocked()
+	return true, nil
+}
+
+// Flush is close(2)'s flush: once it returns, the data written through any handle of
+// the file is staged and journalled and survives a crash of this process.
+func (h *Handle) Flush(ctx context.Context) error {
+	f, v := h.f, h.v
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gone || (len(f.staged) == 0 && !f.attrDirt) {
+		return nil
+	}
+	if len(f.dirty) > 0 {
+		if ok, err := v.inlineLocked(f); err != nil || ok {
+			return err
+		}
+	}
+	return v.journalLocked(f)
+}
+
+// Fsync returns once the file's data is on its peers (or inline in the metadata).
+func (h *Handle) Fsync(ctx context.Context) error {
+	f, v := h.f, h.v
+	f.mu.Lock()
+	if err := v.journalLocked(f); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	f.syncWait++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.syncWait--
+		f.mu.Unlock()
+	}()
+	v.wb.notify(f)
+	deadline := time.NewTimer(v.cfg.SyncWait)
+	defer deadline.Stop()
+	for {
+		f.mu.Lock()
+		done := len(f.staged) == 0 || f.gone
+		ch, lastErr := f.changed, f.lastErr
+		f.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ErrInterrupted
+		case <-deadline.C:
+			v.log.Error("fsync: data not on peers in time", "file", v.pathOf(f.ino), "ino", f.ino, "wait", v.cfg.SyncWait, "last_err", lastErr)
+			return fmt.Errorf("%w: fsync timed out: %v", ErrIO, lastErr)
+		}
+	}
+}
+
+// Allocate implements fallocate(2) mode 0 (extend the size; space on the peers is not
+// reserved) and FALLOC_FL_KEEP_SIZE (nothing to do).
+func (h *Handle) Allocate(ctx context.Context, off, n int64, mode uint32) error {
+	if off < 0 || n <= 0 {
+		return ErrInvalid
+	}
+	switch mode {
+	case 0:
+		h.f.mu.Lock()
+		size := h.f.size
+		h.f.mu.Unlock()
+		if off+n > size {
+			return h.f.truncate(h.v, off+n)
+		}
+		return nil
+	case unix.FALLOC_FL_KEEP_SIZE:
+		return nil
+	}
+	return ErrNotSupp
+}
+
+// Getattr returns the open file's attributes.
+func (h *Handle) Getattr(ctx context.Context) (Attr, error) {
+	return h.v.Getattr(ctx, h.f.ino)
+}

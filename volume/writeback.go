@@ -1,0 +1,588 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/scatterfs/scatter/pipeline"
+)
+
+// writeback owns the staging budget and the uploaders. Writes reserve budget (waiting
+// while staging is full); uploaders turn dirty ranges into chunks on the peers and return
+// budget. It never takes a file's lock while holding its own.
+type writeback struct {
+	v      *Volume
+	ctx    context.Context // uploads outlive the requests that staged their data
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	cond     *sync.Cond           // workers wait on it for runnable files
+	closed   bool                 //
+	used     int64                // staged plus reserved bytes; never above cap
+	waiters  int                  // writes waiting for budget
+	progress chan struct{}        // closed and replaced whenever budget is returned
+	pending  map[*file]struct{}   // files that may have upload work
+	running  map[*file]struct{}   // files a worker holds
+	stagedF  map[*file]struct{}   // files with staged bytes
+	retryAt  map[*file]time.Time  // backoff after a failed upload
+	failures map[*file]int        //
+	lastErr  error                // last upload error (for ENOSPC logs)
+	timer    *time.Timer          // wakes workers when a backoff ends
+}
+
+func newWriteback(v *Volume) *writeback {
+	w := &writeback{
+		v:        v,
+		progress: make(chan struct{}),
+		pending:  map[*file]struct{}{},
+		running:  map[*file]struct{}{},
+		stagedF:  map[*file]struct{}{},
+		retryAt:  map[*file]time.Time{},
+		failures: map[*file]int{},
+	}
+	w.cond = sync.NewCond(&w.mu)
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	for range v.cfg.Uploaders {
+		w.wg.Add(1)
+		go w.worker()
+	}
+	return w
+}
+
+// close stops the workers: running uploads are cancelled, their data stays staged.
+func (w *writeback) close() {
+	w.mu.Lock()
+	w.closed = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	w.cancel()
+	w.wg.Wait()
+}
+
+func (w *writeback) staged() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.used
+}
+
+// reserve takes n bytes of staging budget, waiting while staging is full. It fails with
+// ErrNoSpace after Config.WriteWait without any upload making progress.
+func (w *writeback) reserve(ctx context.Context, n int64) error {
+	limit := w.v.cfg.StagingMax
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var timer *time.Timer
+	for w.used+n > limit && w.used > 0 {
+		if w.closed {
+			return ErrClosed
+		}
+		if timer == nil {
+			timer = time.NewTimer(w.v.cfg.WriteWait)
+			defer timer.Stop()
+		}
+		// Staging is full: everything staged becomes eligible for upload now.
+		for f := range w.stagedF {
+			w.pending[f] = struct{}{}
+		}
+		w.cond.Broadcast()
+		w.waiters++
+		ch := w.progress
+		w.mu.Unlock()
+		var err error
+		select {
+		case <-ch:
+			if !timer.Stop() {
+				<-timer.C
+			}
+			timer.Reset(w.v.cfg.WriteWait)
+		case <-ctx.Done():
+			err = ErrInterrupted
+		case <-timer.C:
+			w.mu.Lock()
+			last := w.lastErr
+			w.mu.Unlock()
+			w.v.log.Error("write: staging full and no upload made progress; no peers can take data",
+				"staged", w.used, "cap", limit, "wait", w.v.cfg.WriteWait, "last_upload_err", last)
+			err = fmt.Errorf("%w: staging full for %v: %v", ErrNoSpace, w.v.cfg.WriteWait, last)
+		}
+		w.mu.Lock()
+		w.waiters--
+		if err != nil {
+			return err
+		}
+	}
+	w.used += n
+	return nil
+}
+
+// unreserve returns n reserved bytes that were not staged.
+func (w *writeback) unreserve(n int64) {
+	if n == 0 {
+		return
+	}
+	w.mu.Lock()
+	w.used -= n
+	w.progressLocked()
+	w.mu.Unlock()
+}
+
+func (w *writeback) progressLocked() {
+	close(w.progress)
+	w.progress = make(chan struct{})
+}
+
+// unstage returns n staged bytes of f.
+func (w *writeback) unstage(f *file, n int64) {
+	w.mu.Lock()
+	w.used -= n
+	if len(f.staged) == 0 {
+		delete(w.stagedF, f)
+	}
+	if n > 0 {
+		w.progressLocked()
+	}
+	w.mu.Unlock()
+}
+
+// markStaged records that f has staged bytes (its budget was reserved by the writer).
+func (w *writeback) markStaged(f *file) {
+	w.mu.Lock()
+	w.stagedF[f] = struct{}{}
+	w.mu.Unlock()
+}
+
+// stage counts n bytes of f staged by journal replay, above the cap if need be.
+func (w *writeback) stage(f *file, n int64) {
+	w.mu.Lock()
+	w.used += n
+	w.stagedF[f] = struct{}{}
+	w.pending[f] = struct{}{}
+	w.mu.Unlock()
+}
+
+// notify says f may have upload work.
+func (w *writeback) notify(f *file) {
+	w.mu.Lock()
+	if _, ok := w.stagedF[f]; ok {
+		w.pending[f] = struct{}{}
+		w.cond.Broadcast()
+	}
+	w.mu.Unlock()
+}
+
+// pressure reports whether staging is short of space, so uploads should not wait for
+// files to be closed.
+func (w *writeback) pressure() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.waiters > 0 || w.used*4 > w.v.cfg.StagingMax*3
+}
+
+func (w *writeback) worker() {
+	defer w.wg.Done()
+	w.mu.Lock()
+	for {
+		if w.closed {
+			w.mu.Unlock()
+			return
+		}
+		f := w.pickLocked()
+		if f == nil {
+			w.cond.Wait()
+			continue
+		}
+		delete(w.pending, f)
+		w.running[f] = struct{}{}
+		w.mu.Unlock()
+		more, err := w.v.upload(w.ctx, f)
+		w.mu.Lock()
+		delete(w.running, f)
+		if err != nil && w.ctx.Err() == nil {
+			w.failures[f]++
+			backoff := min(time.Duration(1<<min(w.failures[f], 10))*50*time.Millisecond, 30*time.Second)
+			w.retryAt[f] = time.Now().Add(backoff)
+			w.lastErr = err
+			w.pending[f] = struct{}{}
+		} else if err == nil {
+			delete(w.failures, f)
+			delete(w.retryAt, f)
+			if more {
+				w.pending[f] = struct{}{}
+			}
+		}
+		w.cond.Broadcast()
+	}
+}
+
+// pickLocked returns a pending file no worker holds and not backing off, or nil; it arms
+// the timer for the earliest backoff.
+func (w *writeback) pickLocked() *file {
+	now := time.Now()
+	var next time.Time
+	for f := range w.pending {
+		if _, ok := w.running[f]; ok {
+			continue
+		}
+		if t, ok := w.retryAt[f]; ok && t.After(now) {
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
+			continue
+		}
+		return f
+	}
+	if !next.IsZero() {
+		if w.timer != nil {
+			w.timer.Stop()
+		}
+		w.timer = time.AfterFunc(next.Sub(now), func() {
+			w.mu.Lock()
+			w.cond.Broadcast()
+			w.mu.Unlock()
+		})
+	}
+	return nil
+}
+
+// job is one upload: the file range [off, end) is read (staged bytes and, at its edges,
+// whole old chunks), cut into chunks and put; [off, commit) replaces the old extents.
+type job struct {
+	off, end int64
+	start    int64 // first dirty byte taken
+	keepTail bool  // the bytes after the last cut stay staged (more writes will follow)
+}
+
+// upload runs one upload job on f. It reports whether f may have more work.
+func (v *Volume) upload(ctx context.Context, f *file) (more bool, err error) {
+	f.mu.Lock()
+	j, ok, err := v.planLocked(f)
+	if err != nil || !ok {
+		f.mu.Unlock()
+		return false, err
+	}
+	buf := make([]byte, j.end-j.off)
+	segs, err := v.readLocked(f, buf, j.off)
+	f.mu.Unlock()
+	if err == nil {
+		fctx, cancel := context.WithTimeout(ctx, v.cfg.FetchTimeout)
+		err = v.fillChunks(fctx, f.ino, buf, segs)
+		cancel()
+	}
+	var exts []extentAt
+	commit := j.end
+	if err == nil {
+		exts, commit, err = v.putChunks(ctx, j, buf)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		f.dirty = f.dirty.union(f.inflight)
+		f.inflight, f.busy, f.lastErr = nil, false, err
+		f.signalLocked()
+		if !errors.Is(err, context.Canceled) {
+			v.log.Warn("upload failed; will retry", "file", v.pathOf(f.ino), "ino", f.ino, "err", err)
+		}
+		return true, err
+	}
+	err = v.commitLocked(f, j, commit, exts)
+	f.busy = false
+	f.signalLocked()
+	if err != nil {
+		f.dirty = f.dirty.union(f.inflight)
+		f.inflight, f.lastErr = nil, err
+		v.log.Error("upload: commit failed", "ino", f.ino, "err", err)
+		return true, err
+	}
+	f.lastErr = nil
+	v.maybeForgetLocked(f)
+	return len(f.dirty) > 0, nil
+}
+
+// planLocked chooses the next job of f and marks its dirty bytes in flight.
+func (v *Volume) planLocked(f *file) (job, bool, error) {
+	if f.gone || f.busy || len(f.dirty) == 0 {
+		return job{}, false, nil
+	}
+	final := f.writers.Load() == 0 || f.syncWait > 0 || v.wb.pressure()
+	if final {
+		if ok, err := v.inlineLocked(f); err != nil || ok {
+			return job{}, false, err
+		}
+	}
+	var take span
+	found := false
+	for _, s := range f.dirty {
+		if final || s.len() >= v.cfg.StreamThreshold {
+			take, found = s, true
+			break
+		}
+	}
+	if !found {
+		return job{}, false, nil
+	}
+	take.end = min(take.end, f.size)
+	cut := take.end > take.off+v.cfg.JobMax
+	if cut {
+		take.end = take.off + v.cfg.JobMax
+	}
+	j := job{off: take.off, end: take.end, start: take.off}
+	// Extents straddling the range's edges are rewritten whole: an extent always holds a
+	// whole chunk's prefix.
+	err := v.db.View(func(tx *bolt.Tx) error {
+		for _, at := range []int64{take.off, take.end - 1} {
+			exts, err := extentsIn(tx, f.ino, at, at+1)
+			if err != nil {
+				return err
+			}
+			for _, e := range exts {
+				j.off = min(j.off, e.Off)
+				j.end = max(j.end, e.end())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return job{}, false, err
+	}
+	j.end = min(j.end, f.size)
+	j.keepTail = (!final || cut) && j.end == take.end
+	for _, s := range f.dirty.intersect(j.off, j.end) {
+		f.dirty.remove(s.off, s.end)
+		f.inflight.add(s.off, s.end)
+	}
+	f.busy, f.clip = true, MaxFileSize
+	return j, true, nil
+}
+
+// putChunks cuts buf (the content of [j.off, j.end)) into chunks and puts them. With
+// keepTail the last chunk is not put unless it is the only one that holds dirty bytes.
+func (v *Volume) putChunks(ctx context.Context, j job, buf []byte) ([]extentAt, int64, error) {
+	sp := v.chunks.Split(bytes.NewReader(buf))
+	var pieces []extentAt
+	off := j.off
+	for {
+		b, err := sp.NextBytes()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("split: %w", err)
+		}
+		pieces = append(pieces, extentAt{Off: off, extent: extent{Len: int64(len(b)), Data: b}})
+		off += int64(len(b))
+	}
+	if off != j.end {
+		panic(fmt.Sprintf("BUG: splitter returned %d bytes of %d", off-j.off, j.end-j.off))
+	}
+	commit := j.end
+	if j.keepTail && len(pieces) > 1 && pieces[len(pieces)-1].Off > j.start {
+		pieces = pieces[:len(pieces)-1]
+		commit = pieces[len(pieces)-1].end()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(v.cfg.PutParallel)
+	for i := range pieces {
+		g.Go(func() error {
+			pctx, cancel := context.WithTimeout(gctx, 2*v.cfg.FetchTimeout)
+			defer cancel()
+			ref, err := v.chunks.Put(pctx, pieces[i].Data)
+			if err != nil {
+				return fmt.Errorf("put chunk at %d: %w", pieces[i].Off, err)
+			}
+			pieces[i].Ref, pieces[i].Data = &ref, nil
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
+	}
+	return pieces, commit, nil
+}
+
+// commitLocked swaps in the job's new extents for [j.off, commit) in one transaction and
+// returns the staged bytes no longer needed.
+func (v *Volume) commitLocked(f *file, j job, commit int64, exts []extentAt) error {
+	if f.gone {
+		f.inflight = nil
+		return nil
+	}
+	// What stays staged: everything but the committed range's bytes that were not
+	// written again meanwhile.
+	var release ranges
+	for _, s := range f.staged.intersect(j.off, commit) {
+		release.add(s.off, s.end)
+	}
+	for _, s := range f.dirty {
+		release.remove(s.off, s.end)
+	}
+	newStaged := append(ranges(nil), f.staged...)
+	for _, s := range release {
+		newStaged.remove(s.off, s.end)
+	}
+	limit := min(f.clip, f.size)
+	err := v.db.Update(func(tx *bolt.Tx) error {
+		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		old, err := extentsIn(tx, f.ino, j.off, commit)
+		if err != nil {
+			return err
+		}
+		for _, e := range old {
+			if err := delExtent(tx, f.ino, e.Off); err != nil {
+				return err
+			}
+		}
+		for _, e := range exts {
+			if e.Off >= limit {
+				break
+			}
+			e.Len = min(e.Len, limit-e.Off)
+			if err := putExtent(tx, f.ino, e); err != nil {
+				return err
+			}
+		}
+		saved := f.staged
+		f.staged = newStaged
+		err = v.journalTx(f, tx)
+		f.staged = saved
+		if err != nil {
+			return err
+		}
+		return v.storeAttrLocked(f, tx)
+	})
+	if err != nil {
+		return err
+	}
+	// The tail after the last cut goes back to dirty.
+	for _, s := range f.inflight.intersect(commit, MaxFileSize) {
+		f.dirty.add(s.off, s.end)
+	}
+	f.inflight = nil
+	f.staged = newStaged
+	var n int64
+	for _, s := range release {
+		n += s.len()
+		if f.stage != nil {
+			// Give the disk space back now: staging files are sparse.
+			unix.Fallocate(int(f.stage.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, s.off, s.len())
+		}
+	}
+	if len(f.staged) == 0 && f.stage != nil {
+		f.stage.Close()
+		f.stage = nil
+		os.Remove(v.stagingPath(f.ino))
+	}
+	v.wb.unstage(f, n)
+	return nil
+}
+
+// replay re-registers journalled staged data and queues its upload.
+func (v *Volume) replay() error {
+	type rec struct {
+		ino uint64
+		j   journalRec
+	}
+	var recs []rec
+	err := v.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bJournal).ForEach(func(k, val []byte) error {
+			j, err := decodeJournal(val)
+			if err != nil {
+				return fmt.Errorf("journal of inode %d: %w", keyIno(k), err)
+			}
+			recs = append(recs, rec{keyIno(k), j})
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		st, err := os.OpenFile(v.stagingPath(r.ino), os.O_RDWR, 0)
+		var a Attr
+		if err == nil {
+			err = v.db.View(func(tx *bolt.Tx) (err error) {
+				a, err = getAttr(tx, r.ino)
+				return err
+			})
+		}
+		if err != nil {
+			v.log.Error("journal replay: staged data lost", "ino", r.ino, "err", err)
+			if st != nil {
+				st.Close()
+			}
+			if err := v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bJournal).Delete(inoKey(r.ino)) }); err != nil {
+				return err
+			}
+			continue
+		}
+		f := &file{ino: r.ino, changed: make(chan struct{}), loaded: true, size: a.Size, mtime: a.Mtime, ctime: a.Ctime, stage: st}
+		for _, s := range r.j.Dirty.intersect(0, a.Size) {
+			f.staged.add(s.off, s.end)
+			f.dirty.add(s.off, s.end)
+		}
+		v.mu.Lock()
+		v.files[r.ino] = f
+		v.mu.Unlock()
+		v.wb.stage(f, f.staged.total())
+		v.log.Info("journal replay: resuming upload", "ino", r.ino, "bytes", f.staged.total())
+	}
+	v.wb.mu.Lock()
+	v.wb.cond.Broadcast()
+	v.wb.mu.Unlock()
+	return nil
+}
+
+// pathOf names inode ino for logs: a path from the root, found by scanning directory
+// entries (slow, but used only on error paths).
+func (v *Volume) pathOf(ino uint64) string {
+	var parts []string
+	v.db.View(func(tx *bolt.Tx) error {
+		for i := 0; i < 256 && ino != RootIno; i++ {
+			found := false
+			tx.Bucket(bDirents).ForEach(func(k, val []byte) error {
+				if d, err := decodeDirent(val); err == nil && d.Ino == ino {
+					parts = append(parts, string(k[8:]))
+					ino = keyIno(k)
+					found = true
+					return errStop
+				}
+				return nil
+			})
+			if !found {
+				parts = append(parts, fmt.Sprintf("<inode %d>", ino))
+				return nil
+			}
+		}
+		return nil
+	})
+	p := ""
+	for i := len(parts) - 1; i >= 0; i-- {
+		p += "/" + parts[i]
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+var errStop = errors.New("stop")
+
+// keep pipeline imported for Ref in job comments and signatures.
+var _ = pipeline.Ref{}

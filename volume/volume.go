@@ -38,22 +38,22 @@ type Chunks interface {
 
 // Errors of the core. fs maps each to one errno; other errors become EIO.
 var (
-	ErrNotFound    = errors.New("volume: no such file or directory")       // ENOENT
-	ErrExist       = errors.New("volume: file exists")                     // EEXIST
-	ErrNotDir      = errors.New("volume: not a directory")                 // ENOTDIR
-	ErrIsDir       = errors.New("volume: is a directory")                  // EISDIR
-	ErrNotEmpty    = errors.New("volume: directory not empty")             // ENOTEMPTY
-	ErrNameTooLong = errors.New("volume: name too long")                   // ENAMETOOLONG
-	ErrInvalid     = errors.New("volume: invalid argument")                // EINVAL
-	ErrNoAttr      = errors.New("volume: no such extended attribute")      // ENODATA
-	ErrRange       = errors.New("volume: result too large")                // ERANGE
-	ErrNoSpace     = errors.New("volume: no space: peers cannot take data") // ENOSPC
-	ErrTooBig      = errors.New("volume: file too large")                  // EFBIG
-	ErrNotSupp     = errors.New("volume: operation not supported")         // EOPNOTSUPP
-	ErrIO          = errors.New("volume: I/O error")                       // EIO
-	ErrInterrupted = errors.New("volume: interrupted")                     // EINTR
-	ErrClosed      = errors.New("volume: closed")                          // EIO
-	ErrTooManyLinks = errors.New("volume: too many links")                 // EMLINK
+	ErrNotFound     = errors.New("volume: no such file or directory")        // ENOENT
+	ErrExist        = errors.New("volume: file exists")                      // EEXIST
+	ErrNotDir       = errors.New("volume: not a directory")                  // ENOTDIR
+	ErrIsDir        = errors.New("volume: is a directory")                   // EISDIR
+	ErrNotEmpty     = errors.New("volume: directory not empty")              // ENOTEMPTY
+	ErrNameTooLong  = errors.New("volume: name too long")                    // ENAMETOOLONG
+	ErrInvalid      = errors.New("volume: invalid argument")                 // EINVAL
+	ErrNoAttr       = errors.New("volume: no such extended attribute")       // ENODATA
+	ErrRange        = errors.New("volume: result too large")                 // ERANGE
+	ErrNoSpace      = errors.New("volume: no space: peers cannot take data") // ENOSPC
+	ErrTooBig       = errors.New("volume: file too large")                   // EFBIG
+	ErrNotSupp      = errors.New("volume: operation not supported")          // EOPNOTSUPP
+	ErrIO           = errors.New("volume: I/O error")                        // EIO
+	ErrInterrupted  = errors.New("volume: interrupted")                      // EINTR
+	ErrClosed       = errors.New("volume: closed")                           // EIO
+	ErrTooManyLinks = errors.New("volume: too many links")                   // EMLINK
 	// ErrUnrecoverable is wrapped by Chunks.GetSealed when a chunk cannot be rebuilt.
 	ErrUnrecoverable = errors.New("volume: chunk unrecoverable")
 )
@@ -189,23 +189,23 @@ type Volume struct {
 	mu    sync.Mutex       // guards files; a leaf lock (never held while taking another)
 	files map[uint64]*file // inodes with open handles or staged data
 
-	capMu   sync.Mutex // guards the cached capacity
-	capAt   time.Time
-	capVal  int64
+	capMu  sync.Mutex // guards the cached capacity
+	capAt  time.Time
+	capVal int64
 }
 
 // Bucket names; see docs/format.md "Metadata store".
 var (
-	bMeta    = []byte("meta")
-	bInodes  = []byte("inodes")
-	bDirents = []byte("dirents")
-	bCookies = []byte("cookies")
-	bExtents = []byte("extents")
-	bXattrs  = []byte("xattrs")
-	bJournal = []byte("journal")
-	bOrphans = []byte("orphans")
+	bMeta      = []byte("meta")
+	bInodes    = []byte("inodes")
+	bDirents   = []byte("dirents")
+	bCookies   = []byte("cookies")
+	bExtents   = []byte("extents")
+	bXattrs    = []byte("xattrs")
+	bJournal   = []byte("journal")
+	bOrphans   = []byte("orphans")
 	allBuckets = [][]byte{bMeta, bInodes, bDirents, bCookies, bExtents, bXattrs, bJournal, bOrphans}
-	keyLayout = []byte("layout")
+	keyLayout  = []byte("layout")
 )
 
 // layoutV1 is the version of the bucket layout, stored under meta/layout.

@@ -27,18 +27,18 @@ type writeback struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	cond     *sync.Cond           // workers wait on it for runnable files
-	closed   bool                 //
-	used     int64                // staged plus reserved bytes; never above cap
-	waiters  int                  // writes waiting for budget
-	progress chan struct{}        // closed and replaced whenever budget is returned
-	pending  map[*file]struct{}   // files that may have upload work
-	running  map[*file]struct{}   // files a worker holds
-	stagedF  map[*file]struct{}   // files with staged bytes
-	retryAt  map[*file]time.Time  // backoff after a failed upload
-	failures map[*file]int        //
-	lastErr  error                // last upload error (for ENOSPC logs)
-	timer    *time.Timer          // wakes workers when a backoff ends
+	cond     *sync.Cond          // workers wait on it for runnable files
+	closed   bool                //
+	used     int64               // staged plus reserved bytes; never above cap
+	waiters  int                 // writes waiting for budget
+	progress chan struct{}       // closed and replaced whenever budget is returned
+	pending  map[*file]struct{}  // files that may have upload work
+	running  map[*file]struct{}  // files a worker holds
+	stagedF  map[*file]struct{}  // files with staged bytes
+	retryAt  map[*file]time.Time // backoff after a failed upload
+	failures map[*file]int       //
+	lastErr  error               // last upload error (for ENOSPC logs)
+	timer    *time.Timer         // wakes workers when a backoff ends
 }
 
 func newWriteback(v *Volume) *writeback {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,14 +18,20 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/scatterfs/scatter/dht/store"
 )
 
 // ProtocolPrefix is the prefix of scatter's DHT protocol, which keeps its DHT apart from
 // the public IPFS one: peers speaking /ipfs/kad/1.0.0 never enter our routing tables.
 const ProtocolPrefix protocol.ID = "/scatter"
+
+// storeDir is the fragment store's directory in Config.DataDir.
+const storeDir = "fragments"
 
 // dhtProtocol is the DHT protocol ID a server-mode peer advertises.
 const dhtProtocol = ProtocolPrefix + "/kad/1.0.0"
@@ -50,6 +57,12 @@ type Config struct {
 	MDNS bool
 	// Limits are the fixed resource limits; zero fields take documented defaults.
 	Limits Limits
+	// Store configures the fragment store of a server-mode node, in DataDir/fragments.
+	// A server with Store.Quota 0 runs no store: it serves the DHT only (a bootstrap
+	// node, say) and is never a placement candidate. Ignored in client mode.
+	Store store.Config
+	// Server configures the fragment protocol server in front of the store.
+	Server ServerConfig
 	// Owner is the Ed25519 key whose public half the fragment protocol records at PUT
 	// and which signs DELETE and RENEW. Needed by NewNetwork; a donor that only serves
 	// can leave it nil.
@@ -170,6 +183,26 @@ func start(h host.Host, cfg Config, bootstrap []peer.AddrInfo, hostClosers []fun
 		}
 	}()
 
+	if cfg.Mode == ModeServer && cfg.Store.Quota > 0 {
+		if cfg.Store.Logger == nil {
+			cfg.Store.Logger = n.log
+		}
+		if cfg.Server.Logger == nil {
+			cfg.Server.Logger = n.log
+		}
+		st, err := store.Open(filepath.Join(cfg.DataDir, storeDir), cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("dht: %w", err)
+		}
+		// The store closes last, once the host can deliver no more requests.
+		n.closers = append(n.closers, st.Close)
+		srv, err := NewServer(h, st, cfg.Server)
+		if err != nil {
+			return nil, err
+		}
+		n.closers = append([]func() error{srv.Close}, n.closers...)
+	}
+
 	mode := kaddht.ModeClient
 	if cfg.Mode == ModeServer {
 		mode = kaddht.ModeServer
@@ -246,11 +279,12 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 			continue
 		}
 		g.Go(func() error {
-			// Connect returns after identify, so the peer's protocols are known.
 			if err := n.host.Connect(ctx, ai); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", ai.ID, err)
 				return nil
 			}
+			// Connect does not wait for identify when the DHT dialed the peer first.
+			n.waitIdentified(ctx, ai.ID)
 			// The DHT adds an identified peer to its routing table from its own event
 			// loop; add it here too, so the refresh below starts from it for certain.
 			if ok, _ := n.host.Peerstore().SupportsProtocols(ai.ID, dhtProtocol); len(ok) > 0 {
@@ -271,6 +305,22 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// waitIdentified waits until identify has run on every connection to p, so that the
+// peerstore knows p's protocols, or until ctx ends.
+func (n *Node) waitIdentified(ctx context.Context, p peer.ID) {
+	ider, ok := n.host.(interface{ IDService() identify.IDService })
+	if !ok {
+		return
+	}
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		select {
+		case <-ider.IDService().IdentifyWait(c):
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

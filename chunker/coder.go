@@ -130,12 +130,13 @@ func (c *Coder) VerifyFragment(chunk crypt.ChunkID, index int, id FragmentID, fr
 	return h, nil
 }
 
-// sort verifies the given fragments (len(frags[i]) == 0 means missing) and returns the
-// shards of the good ones (nil elsewhere), their common sealed length, and the indexes
-// of fragments given but bad. The sealed length is the one of the lowest good index;
-// fragments that disagree with it are bad (only a corrupt manifest can cause this, since
-// each fragment matched its recorded ID).
-func (c *Coder) sort(chunk crypt.ChunkID, ids []FragmentID, frags [][]byte) (shards [][]byte, sealedLen, good int, bad []int, err error) {
+// sort verifies the given fragments (len(frags[i]) == 0 means missing) in index order and
+// returns the shards of the good ones (nil elsewhere), their common sealed length, and the
+// indexes of fragments given but bad. With enough > 0 it stops once that many are good,
+// leaving the rest unchecked and unused. The sealed length is the one of the lowest good
+// index; fragments that disagree with it are bad (only a corrupt manifest can cause this,
+// since each fragment matched its recorded ID).
+func (c *Coder) sort(chunk crypt.ChunkID, ids []FragmentID, frags [][]byte, enough int) (shards [][]byte, sealedLen, good int, bad []int, err error) {
 	n := c.k + c.m
 	if len(ids) != n || len(frags) != n {
 		return nil, 0, 0, nil, fmt.Errorf("chunker: %d fragment IDs and %d fragments for a %d+%d code", len(ids), len(frags), c.k, c.m)
@@ -145,6 +146,9 @@ func (c *Coder) sort(chunk crypt.ChunkID, ids []FragmentID, frags [][]byte) (sha
 	for i, frag := range frags {
 		if len(frag) == 0 {
 			continue
+		}
+		if enough > 0 && good == enough {
+			break
 		}
 		h, err := c.VerifyFragment(chunk, i, ids[i], frag)
 		if err != nil || sealedLen >= 0 && h.SealedLen != sealedLen {
@@ -163,16 +167,18 @@ func (c *Coder) sort(chunk crypt.ChunkID, ids []FragmentID, frags [][]byte) (sha
 
 // Decode recovers the sealed chunk named chunk from its fragments and appends it to dst.
 // ids[i] is the ID the manifest records for fragment i, frags[i] the fragment obtained for
-// index i or nil if none; both have k+m elements. Each fragment is verified first
-// (VerifyFragment); bad ones are left out and their indexes returned in bad, ascending,
-// on success too, so the caller can report their holders and repair. With fewer than k
-// good fragments the error is a *NotEnoughError (matching ErrTooFewFragments) and dst is
-// returned unchanged: Decode never returns bytes it has not verified.
+// index i or nil if none; both have k+m elements. Fragments are verified in index order
+// (VerifyFragment) until k are good; bad ones are left out and their indexes returned in
+// bad, ascending, on success too, so the caller can report their holders and repair.
+// Fragments after the k-th good one are not needed, so they are neither checked nor
+// reported (hashing them would cost half as much again when all 8+4 are given). With fewer
+// than k good fragments the error is a *NotEnoughError (matching ErrTooFewFragments) and
+// dst is returned unchanged: Decode never returns bytes it has not verified.
 //
-// When all data fragments are good no decoding is done, only a copy. dst must not overlap
-// frags; frags are not modified.
+// When the first k good fragments are the data fragments no decoding is done, only a
+// copy. dst must not overlap frags; frags are not modified.
 func (c *Coder) Decode(dst []byte, chunk crypt.ChunkID, ids []FragmentID, frags [][]byte) (out []byte, bad []int, err error) {
-	shards, sealedLen, _, bad, err := c.sort(chunk, ids, frags)
+	shards, sealedLen, _, bad, err := c.sort(chunk, ids, frags, c.k)
 	if err != nil {
 		return dst, bad, err
 	}
@@ -215,7 +221,8 @@ func (c *Coder) Decode(dst []byte, chunk crypt.ChunkID, ids []FragmentID, frags 
 
 // Regenerate rebuilds the fragments at the indexes want, byte-identical with the ones
 // Encode made, from at least k good fragments among frags (given and verified as for
-// Decode). Each rebuilt fragment is checked against its ID in ids before it is returned;
+// Decode, except that all given fragments are checked, so bad reports every bad one).
+// Each rebuilt fragment is checked against its ID in ids before it is returned;
 // a mismatch (a manifest that does not describe this chunk's code) is an error matching
 // ErrBadFragment. The fragments are returned in the order of want, in one new allocation,
 // with the indexes of given-but-bad fragments. A wanted fragment that was given and is good
@@ -232,7 +239,7 @@ func (c *Coder) Regenerate(chunk crypt.ChunkID, ids []FragmentID, frags [][]byte
 		}
 		required[w] = true
 	}
-	shards, sealedLen, _, bad, err := c.sort(chunk, ids, frags)
+	shards, sealedLen, _, bad, err := c.sort(chunk, ids, frags, 0)
 	if err != nil {
 		return nil, bad, err
 	}

@@ -200,7 +200,25 @@ func TestCoderBitFlip(t *testing.T) {
 				frags := e.without()
 				frags[i] = slices.Clone(frags[i])
 				frags[i][bit/8] ^= 1 << (bit % 8)
-				e.decodeOK(t, frags, []int{i})
+				// Decode checks fragments in order until k are good: a flipped parity
+				// fragment is then not needed, and not reported.
+				var wantBad []int
+				if i < k {
+					wantBad = []int{i}
+				}
+				e.decodeOK(t, frags, wantBad)
+				if _, err := e.c.VerifyFragment(e.chunk, i, e.ids[i], frags[i]); !errors.Is(err, ErrBadFragment) {
+					t.Fatalf("fragment %d bit %d flipped: VerifyFragment err = %v", i, bit, err)
+				}
+				if i >= k && i < k+m-1 {
+					// Without data fragments 0..i-k, the flipped one is needed (k-1 good
+					// ones before it), found bad, and a later parity fragment used instead.
+					fewer := slices.Clone(frags)
+					for j := 0; j <= i-k; j++ {
+						fewer[j] = nil
+					}
+					e.decodeOK(t, fewer, []int{i})
+				}
 
 				// With m others lost too, the flipped one is not enough to decode.
 				others := slices.DeleteFunc([]int{0, 1, 2, 3, 4, 5}, func(j int) bool { return j == i })[:m]
@@ -222,7 +240,9 @@ func TestCoderBadFragments(t *testing.T) {
 
 	swapped := e.without()
 	swapped[0], swapped[5] = swapped[5], swapped[0]
-	e.decodeOK(t, swapped, []int{0, 5})
+	e.decodeOK(t, swapped, []int{0}) // 1-4 are enough: 5 is not looked at
+	swapped[1] = nil
+	e.decodeTooFew(t, swapped, 3, []int{0, 5})
 
 	foreign := e.without()
 	foreign[2] = other.frags[2]

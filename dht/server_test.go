@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -614,4 +615,60 @@ func TestFragmentServerClose(t *testing.T) {
 	if _, err := e.client.Stat(t.Context(), p); !errors.Is(err, swarm.ErrUnreachable) {
 		t.Fatalf("Stat after Close = %v, want ErrUnreachable", err)
 	}
+}
+
+// benchFragmentEnv is a donor and a client on loopback TCP+TLS+yamux, as in production.
+func benchFragmentEnv(b *testing.B) *fragEnv {
+	return newFragEnv(b, 1<<40, ServerConfig{MaxConcurrent: 256})
+}
+
+const benchFragSize = 128 << 10
+
+// BenchmarkFragmentPut: 4 concurrent streams PUT distinct 128 KiB fragments (client hash,
+// transfer, donor hash check and store write). MB/s counts fragment bytes.
+func BenchmarkFragmentPut(b *testing.B) {
+	e := benchFragmentEnv(b)
+	var next atomic.Uint64
+	exp := time.Now().Add(time.Hour)
+	b.SetBytes(benchFragSize)
+	b.SetParallelism(2) // 4 streams on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		data, _ := testFragment(1, benchFragSize)
+		for pb.Next() {
+			binary.BigEndian.PutUint64(data, next.Add(1))
+			if err := e.client.Put(context.Background(), e.donor.ID(), chunker.FragmentIDOf(data), data, exp); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkFragmentGet: 4 concurrent streams GET 128 KiB fragments; the donor verifies
+// each, the client (as a real reader would) hashes it too.
+func BenchmarkFragmentGet(b *testing.B) {
+	e := benchFragmentEnv(b)
+	var ids []chunker.FragmentID
+	for i := range 64 {
+		d, id := testFragment(i, benchFragSize)
+		if err := e.client.Put(context.Background(), e.donor.ID(), id, d, time.Now().Add(time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var next atomic.Uint64
+	b.SetBytes(benchFragSize)
+	b.SetParallelism(2)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := ids[next.Add(1)%uint64(len(ids))]
+			d, err := e.client.Get(context.Background(), e.donor.ID(), id)
+			if err != nil || chunker.FragmentIDOf(d) != id {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

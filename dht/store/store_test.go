@@ -363,10 +363,10 @@ func TestCorruptFiles(t *testing.T) {
 		ids = append(ids, id)
 	}
 	damage := []func(p string){
-		func(p string) { flipByte(t, p, headerLen(1)+100) },                     // payload bit rot
-		func(p string) { must(t, os.Truncate(p, int64(headerLen(1))+4000)) },    // torn write
-		func(p string) { flipByte(t, p, 50) },                                   // header slot
-		func(p string) { flipByte(t, p, 9) },                                    // length field
+		func(p string) { flipByte(t, p, headerLen(1)+100) },                   // payload bit rot
+		func(p string) { must(t, os.Truncate(p, int64(headerLen(1))+4000)) },  // torn write
+		func(p string) { flipByte(t, p, 50) },                                 // header slot
+		func(p string) { flipByte(t, p, 9) },                                  // length field
 		func(p string) { must(t, os.WriteFile(p, []byte("garbage"), 0o600)) }, // garbage
 	}
 	for i, f := range damage {

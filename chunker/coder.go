@@ -66,16 +66,10 @@ func (c *Coder) Encode(f *Fragments, chunk crypt.ChunkID, sealed []byte) error {
 	n := c.k + c.m
 	s := shardSize(len(sealed), c.k)
 	size := HeaderSize + s
-	if cap(f.arena) < n*size {
-		f.arena = make([]byte, n*size)
-	}
-	f.arena = f.arena[:n*size]
-	if cap(f.Frags) < n {
-		f.Frags = make([][]byte, n)
-		f.IDs = make([]FragmentID, n)
-		f.shards = make([][]byte, n)
-	}
-	f.Frags, f.IDs, f.shards = f.Frags[:n], f.IDs[:n], f.shards[:n]
+	f.arena = resize(f.arena, n*size)
+	f.Frags = resize(f.Frags, n)
+	f.IDs = resize(f.IDs, n)
+	f.shards = resize(f.shards, n)
 
 	// The shards alias the fragments, so Reed-Solomon writes the parity in place.
 	shards := f.shards
@@ -101,6 +95,14 @@ func (c *Coder) Encode(f *Fragments, chunk crypt.ChunkID, sealed []byte) error {
 		f.IDs[i] = FragmentIDOf(frag)
 	}
 	return nil
+}
+
+// resize returns s with length n, reusing its array when large enough.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // VerifyFragment checks frag as fragment index of chunk, whose ID the manifest records as

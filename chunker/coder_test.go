@@ -424,3 +424,41 @@ func TestParseHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestCoderConcurrent uses one Coder from several goroutines, as the write and read
+// pipelines do; run with -race.
+func TestCoderConcurrent(t *testing.T) {
+	c := mustCoder(t, 8, 4)
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			var f Fragments
+			var buf []byte
+			for i := range 20 {
+				sealed := prng(fmt.Sprint("concurrent", g, i), 10000+i)
+				if err := c.Encode(&f, crypt.ChunkID{byte(g)}, sealed); err != nil {
+					done <- err
+					return
+				}
+				frags := slices.Clone(f.Frags)
+				frags[i%12], frags[(i+5)%12] = nil, nil
+				var err error
+				buf, _, err = c.Decode(buf[:0], crypt.ChunkID{byte(g)}, f.IDs, frags)
+				if err != nil {
+					done <- err
+					return
+				}
+				if !bytes.Equal(buf, sealed) {
+					done <- fmt.Errorf("goroutine %d chunk %d: wrong bytes", g, i)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

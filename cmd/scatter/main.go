@@ -27,6 +27,8 @@ type verb struct {
 }
 
 var verbs = []verb{
+	{"init", "create a drive: a new drive key, protected by a passphrase", runInit},
+	{"key", "export the drive key as a recovery key, or import one", runKey},
 	{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
 	{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
 	{"version", "print the version", runVersion},

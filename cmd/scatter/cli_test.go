@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// scatter runs the CLI in-process and returns its exit code, stdout and stderr.
+func scatter(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestInitKeyExportImport(t *testing.T) {
+	t.Setenv("SCATTER_TEST_CHEAP_KDF", "1")
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("correct horse\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "cfg")
+
+	code, out, errs := scatter(t, "init", "-config", cfg, "-password-file", pw)
+	if code != 0 {
+		t.Fatalf("init: exit %d: %s", code, errs)
+	}
+	recovery := recoveryLine(t, out)
+	if fi, err := os.Stat(filepath.Join(cfg, "drive.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+
+	if code, _, errs := scatter(t, "init", "-config", cfg, "-password-file", pw); code != 1 || !strings.Contains(errs, "refusing to overwrite") {
+		t.Fatalf("second init: exit %d, %q; want a refusal", code, errs)
+	}
+
+	code, out, _ = scatter(t, "key", "export", "-config", cfg, "-password-file", pw)
+	if code != 0 || recoveryLine(t, out) != recovery {
+		t.Fatalf("export: exit %d, key %q, want %q", code, recoveryLine(t, out), recovery)
+	}
+
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(wrong, []byte("incorrect horse"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = scatter(t, "key", "export", "-config", cfg, "-password-file", wrong)
+	if code != 1 || !strings.Contains(errs, "wrong passphrase") || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("export with a wrong passphrase: exit %d, %q; want one line saying so", code, errs)
+	}
+
+	// Import into a fresh config dir from the recovery key on stdin: same key again.
+	cfg2 := filepath.Join(dir, "cfg2")
+	withStdin(t, recovery+"\n")
+	if code, _, errs := scatter(t, "key", "import", "-config", cfg2, "-password-file", pw); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errs)
+	}
+	code, out, _ = scatter(t, "key", "export", "-config", cfg2, "-password-file", pw)
+	if code != 0 || recoveryLine(t, out) != recovery {
+		t.Fatalf("export after import: exit %d, key %q, want %q", code, recoveryLine(t, out), recovery)
+	}
+
+	withStdin(t, "not a recovery key\n")
+	if code, _, errs := scatter(t, "key", "import", "-config", filepath.Join(dir, "cfg3"), "-password-file", pw); code != 1 || errs == "" {
+		t.Fatalf("import of garbage: exit %d, %q", code, errs)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{}, {"bogus"}, {"daemon", "-quota", "lots"}, {"daemon", "-nosuchflag"}, {"swarm", "-n", "0"},
+		{"key"}, {"key", "rotate"}, {"version", "extra"},
+	} {
+		code, _, errs := scatter(t, args...)
+		if code != 2 || errs == "" || strings.Contains(errs, "goroutine") {
+			t.Errorf("scatter %q: exit %d, stderr %q; want exit 2 and a message", args, code, errs)
+		}
+	}
+	if code, out, _ := scatter(t, "version"); code != 0 || !strings.HasPrefix(out, "scatter ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestNoDrive(t *testing.T) {
+	code, _, errs := scatter(t, "key", "export", "-config", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "scatter init") {
+		t.Fatalf("export with no drive: exit %d, %q; want a hint to run scatter init", code, errs)
+	}
+}
+
+func recoveryLine(t *testing.T, out string) string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "    ") {
+			return strings.TrimSpace(l)
+		}
+	}
+	t.Fatalf("no recovery key in %q", out)
+	return ""
+}
+
+// withStdin points os.Stdin at a file holding s for the rest of the test.
+func withStdin(t *testing.T, s string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdin
+	os.Stdin = f
+	t.Cleanup(func() { os.Stdin = old; f.Close() })
+}

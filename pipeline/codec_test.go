@@ -201,10 +201,13 @@ func TestEveryLossPattern(t *testing.T) {
 	}
 }
 
-// TestCorruptFragmentExcluded flips one bit anywhere in one fragment: the fragment is
-// reported bad, and the chunk still decodes from the others.
+// TestCorruptFragmentExcluded flips one bit anywhere in one fragment. Given that fragment
+// and k-1 good ones, decoding fails and names it; given it and k good ones, the chunk
+// decodes right (Decode may stop verifying once k fragments are good, so the flipped one
+// is either reported bad or never used).
 func TestCorruptFragmentExcluded(t *testing.T) {
-	c := testCodec(t, testKeys(t, 4), 4, 2, chunker.DefaultParams)
+	const k, m = 4, 2
+	c := testCodec(t, testKeys(t, 4), k, m, chunker.DefaultParams)
 	plain := randBytes(10, 5000)
 	var b Buffers
 	enc, err := c.Encode(&b, plain)
@@ -214,14 +217,31 @@ func TestCorruptFragmentExcluded(t *testing.T) {
 	ref := refOf(c, enc)
 	for i := range enc.Frags {
 		for _, bit := range []int{0, 8*chunker.HeaderSize - 1, 8 * chunker.HeaderSize, 8*len(enc.Frags[i]) - 1} {
-			frags := slicesClone2(enc.Frags)
-			frags[i] = bytes.Clone(frags[i])
-			frags[i][bit/8] ^= 1 << (bit % 8)
+			flipped := bytes.Clone(enc.Frags[i])
+			flipped[bit/8] ^= 1 << (bit % 8)
+			others := make([]int, 0, k+m-1)
+			for j := range k + m {
+				if j != i {
+					others = append(others, j)
+				}
+			}
+			// The flipped fragment and k-1 good ones: too few.
+			frags := make([][]byte, k+m)
+			frags[i] = flipped
+			for _, j := range others[:k-1] {
+				frags[j] = enc.Frags[j]
+			}
+			_, bad, err := c.Decode(nil, &ref, frags)
+			if !errors.Is(err, chunker.ErrTooFewFragments) || len(bad) != 1 || bad[0] != i {
+				t.Fatalf("fragment %d bit %d flipped, k-1 good: bad = %v, err = %v; want it named and too few", i, bit, bad, err)
+			}
+			// The flipped fragment and k good ones: right bytes.
+			frags[others[k-1]] = enc.Frags[others[k-1]]
 			sealed, bad, err := c.Decode(nil, &ref, frags)
 			if err != nil {
-				t.Fatalf("fragment %d bit %d: %v", i, bit, err)
+				t.Fatalf("fragment %d bit %d flipped, k good: %v", i, bit, err)
 			}
-			if len(bad) != 1 || bad[0] != i {
+			if len(bad) > 1 || (len(bad) == 1 && bad[0] != i) {
 				t.Fatalf("fragment %d bit %d flipped: bad = %v", i, bit, bad)
 			}
 			if got, err := c.Open(nil, &ref, sealed); err != nil || !bytes.Equal(got, plain) {

@@ -152,7 +152,9 @@ const capacityPeers = 1024
 // space of a few large peers counts only as far as enough other peers can match it; see
 // placeable.
 func (s *Store) Capacity(ctx context.Context) (int64, error) {
-	peers, err := s.net.Candidates(ctx, nil, capacityPeers)
+	// Any key will do: the routing table's peers come with the closest ones. The drive's
+	// public key keeps the lookup the same from one call to the next.
+	peers, err := s.net.Candidates(ctx, s.codec.keys.Public, capacityPeers)
 	if err != nil {
 		return 0, fmt.Errorf("pipeline: capacity: %w", err)
 	}

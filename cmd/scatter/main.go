@@ -29,6 +29,7 @@ type verb struct {
 var verbs = []verb{
 	{"init", "create a drive: a new drive key, protected by a passphrase", runInit},
 	{"key", "export the drive key as a recovery key, or import one", runKey},
+	{"mount", "mount the drive on a directory (creating the drive on first use)", runMount},
 	{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
 	{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
 	{"version", "print the version", runVersion},
@@ -89,8 +90,20 @@ func newFlagSet(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args into fs and turns flag errors into usage errors.
+// parseFlags parses args into fs, turning flag errors into usage errors, and refuses
+// positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseFlagsLoose(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// parseFlagsLoose is parseFlags that leaves positional arguments to the caller.
+func parseFlagsLoose(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -99,9 +112,6 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil
 }

@@ -61,6 +61,8 @@ func Mount(dir string, v *volume.Volume, o Options) (*fuse.Server, error) {
 			DirectMount:  true,
 			EnableLocks:  true,
 			Debug:        o.Debug,
+			// go-fuse's diagnostics (e.g. splice fallbacks on 1 MiB replies) are debug logs.
+			Logger: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		},
 		EntryTimeout:   &o.Timeout,
 		AttrTimeout:    &o.Timeout,

@@ -40,11 +40,11 @@ func goldens() map[string][]byte {
 	a := Attr{Mode: 0o100644, Nlink: 1, UID: 1000, GID: 100, Size: 5<<30 + 7,
 		Atime: time.Unix(1700000000, 1), Mtime: time.Unix(-1, 999999999), Ctime: time.Unix(1<<40, 0)}
 	return map[string][]byte{
-		"attr":           encodeAttr(&a),
-		"dirent":         encodeDirent(dirent{Ino: 42, Type: 0o040000, Cookie: 7}),
-		"extent-inline":  encodeExtent(extent{Len: 5, Data: []byte("hello")}),
-		"extent-chunk":   encodeExtent(extent{Len: 1000, Ref: goldenRef()}),
-		"journal":        encodeJournal(journalRec{Size: 1 << 33, Dirty: ranges{{0, 4096}, {1 << 32, 1<<32 + 1}}}),
+		"attr":          encodeAttr(&a),
+		"dirent":        encodeDirent(dirent{Ino: 42, Type: 0o040000, Cookie: 7}),
+		"extent-inline": encodeExtent(extent{Len: 5, Data: []byte("hello")}),
+		"extent-chunk":  encodeExtent(extent{Len: 1000, Ref: goldenRef()}),
+		"journal":       encodeJournal(journalRec{Size: 1 << 33, Dirty: ranges{{0, 4096}, {1 << 32, 1<<32 + 1}}}),
 	}
 }
 

@@ -745,49 +745,36 @@ type Statfs struct {
 }
 
 // Statfs reports the drive's usage and the network's capacity. Avail is 0 when the
-// network's capacity is unknown: the drive never claims space that is not there.
+// network's capacity is unknown: the drive never claims space that is not there. The
+// figures are cached for a few seconds: statfs is frequent and both are costly.
 func (v *Volume) Statfs(ctx context.Context) (Statfs, error) {
-	var st Statfs
-	err := v.db.View(func(tx *bolt.Tx) error {
-		st.Files = int64(tx.Bucket(bInodes).Stats().KeyN)
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	st.Avail = v.capacity(ctx)
-	st.Used = v.usedBytes()
-	return st, nil
-}
-
-func (v *Volume) capacity(ctx context.Context) int64 {
 	v.capMu.Lock()
 	defer v.capMu.Unlock()
 	if time.Since(v.capAt) < 5*time.Second {
-		return v.capVal
+		return v.stat, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := v.chunks.Capacity(ctx)
-	if err != nil {
-		v.log.Warn("statfs: network capacity unknown", "err", err)
-		c = 0
-	}
-	v.capVal, v.capAt = max(c, 0), time.Now()
-	return v.capVal
-}
-
-// usedBytes returns the sum of the sizes of regular files; kept in the meta bucket.
-func (v *Volume) usedBytes() int64 {
-	var n int64
-	v.db.View(func(tx *bolt.Tx) error {
+	var st Statfs
+	err := v.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bInodes).Cursor()
 		for k, val := c.First(); k != nil; k, val = c.Next() {
+			st.Files++
 			if a, err := decodeAttr(keyIno(k), val); err == nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG {
-				n += a.Size
+				st.Used += a.Size
 			}
 		}
 		return nil
 	})
-	return n
+	if err != nil {
+		return Statfs{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := v.chunks.Capacity(cctx)
+	if err != nil {
+		v.log.Warn("statfs: network capacity unknown", "err", err)
+		c = 0
+	}
+	st.Avail = max(c, 0)
+	v.stat, v.capAt = st, time.Now()
+	return st, nil
 }

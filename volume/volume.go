@@ -189,9 +189,9 @@ type Volume struct {
 	mu    sync.Mutex       // guards files; a leaf lock (never held while taking another)
 	files map[uint64]*file // inodes with open handles or staged data
 
-	capMu  sync.Mutex // guards the cached capacity
-	capAt  time.Time
-	capVal int64
+	capMu sync.Mutex // guards the cached statfs figures
+	capAt time.Time
+	stat  Statfs
 }
 
 // Bucket names; see docs/format.md "Metadata store".

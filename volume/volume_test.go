@@ -18,6 +18,8 @@ import (
 
 var ctx = context.Background()
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 type env struct {
 	t     *testing.T
 	v     *volume.Volume

@@ -537,11 +537,12 @@ func (v *Volume) replay() error {
 			f.staged.add(s.off, s.end)
 			f.dirty.add(s.off, s.end)
 		}
+		n := f.staged.total()
 		v.mu.Lock()
 		v.files[r.ino] = f
 		v.mu.Unlock()
-		v.wb.stage(f, f.staged.total())
-		v.log.Info("journal replay: resuming upload", "ino", r.ino, "bytes", f.staged.total())
+		v.wb.stage(f, n) // from here on a worker may hold f
+		v.log.Info("journal replay: resuming upload", "ino", r.ino, "bytes", n)
 	}
 	v.wb.mu.Lock()
 	v.wb.cond.Broadcast()

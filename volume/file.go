@@ -117,7 +117,7 @@ func (v *Volume) release(f *file, write bool) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.gone && f.loaded {
+	if !f.gone && f.loaded && v.unlinked(f.ino) {
 		var deleted bool
 		err := v.db.Update(func(tx *bolt.Tx) error {
 			a, err := getAttr(tx, f.ino)
@@ -143,6 +143,18 @@ func (v *Volume) release(f *file, write bool) {
 	}
 	v.wb.notify(f)
 	v.maybeForgetLocked(f)
+}
+
+// unlinked reports whether inode ino has no links left (a cheap read before a commit).
+func (v *Volume) unlinked(ino uint64) bool {
+	var n uint32 = 1
+	v.db.View(func(tx *bolt.Tx) error {
+		if a, err := getAttr(tx, ino); err == nil {
+			n = a.Nlink
+		}
+		return nil
+	})
+	return n == 0
 }
 
 // maybeForgetLocked drops f from the live files when nothing uses it any more.
@@ -346,7 +358,8 @@ func (v *Volume) fillChunks(ctx context.Context, ino uint64, dst []byte, segs []
 			if errors.Is(err, ErrInterrupted) {
 				return err
 			}
-			v.log.Error("read: chunk unavailable", "file", v.pathOf(ino), "ino", ino, "chunk", s.ref.ID, "err", err)
+			v.log.Error("read: chunk unavailable", "file", v.pathOf(ino), "ino", ino, "chunk", s.ref.ID,
+				"unrecoverable", errors.Is(err, pipeline.ErrUnrecoverable), "err", err)
 			return fmt.Errorf("%w: chunk %s: %v", ErrIO, s.ref.ID, err)
 		}
 		if s.chunkOff+s.n > int64(len(plain)) {

@@ -25,10 +25,11 @@ type Chunks interface {
 	// Split returns the drive's content-defined splitter over r: NextBytes until io.EOF.
 	Split(r io.Reader) chunk.Splitter
 	// Put seals, erasure-codes and places one plaintext chunk and returns once enough
-	// fragments are on their peers. Errors are treated as retryable by the core.
+	// fragments are on their peers. A non-nil error means the chunk is not stored (the
+	// Ref is ignored) and the core retries later with backoff.
 	Put(ctx context.Context, plain []byte) (pipeline.Ref, error)
 	// GetSealed fetches the sealed chunk (the ciphertext the read cache stores). An error
-	// wrapping ErrUnrecoverable says no retry can help (fewer than K fragments exist).
+	// wrapping pipeline.ErrUnrecoverable says no retry can help (fewer than K fragments).
 	GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error)
 	// Open verifies and decrypts a sealed chunk, appending the plaintext to dst.
 	Open(dst []byte, ref pipeline.Ref, sealed []byte) ([]byte, error)
@@ -54,8 +55,6 @@ var (
 	ErrInterrupted  = errors.New("volume: interrupted")                      // EINTR
 	ErrClosed       = errors.New("volume: closed")                           // EIO
 	ErrTooManyLinks = errors.New("volume: too many links")                   // EMLINK
-	// ErrUnrecoverable is wrapped by Chunks.GetSealed when a chunk cannot be rebuilt.
-	ErrUnrecoverable = errors.New("volume: chunk unrecoverable")
 )
 
 // Limits.

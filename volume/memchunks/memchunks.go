@@ -93,7 +93,7 @@ func (s *Store) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error)
 	}
 	b, ok := s.chunks[ref.ID]
 	if !ok {
-		return nil, fmt.Errorf("chunk %s: %w", ref.ID, volume.ErrUnrecoverable)
+		return nil, fmt.Errorf("chunk %s: %w", ref.ID, pipeline.ErrUnrecoverable)
 	}
 	s.gets++
 	return bytes.Clone(b), nil

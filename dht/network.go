@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/scatterfs/scatter/chunker"
@@ -142,10 +144,9 @@ func (nw *Network) Candidates(ctx context.Context, key []byte, n int) ([]swarm.P
 	}
 	nw.refreshStats(ctx, ids)
 
-	ps := nw.node.host.Peerstore()
 	out := make([]swarm.Peer, len(ids))
 	for i, p := range ids {
-		out[i] = swarm.Peer{ID: swarm.PeerID(p.String()), Latency: ps.LatencyEWMA(p), Free: nw.free(p)}
+		out[i] = swarm.Peer{ID: swarm.PeerID(p.String()), Latency: nw.node.Latency(p), Free: nw.free(p)}
 	}
 	return out, nil
 }
@@ -211,13 +212,13 @@ func (nw *Network) refreshStats(ctx context.Context, ids []peer.ID) {
 	_ = g.Wait()
 }
 
-// Latency returns the peerstore's smoothed round trip to p, 0 when never measured.
+// Latency returns the round trip to p as Node.Latency estimates it, 0 when never measured.
 func (nw *Network) Latency(p swarm.PeerID) time.Duration {
 	id, err := peer.Decode(string(p))
 	if err != nil {
 		return 0
 	}
-	return nw.node.host.Peerstore().LatencyEWMA(id)
+	return nw.node.Latency(id)
 }
 
 // Put stores data under id on p; see swarm.Network.
@@ -360,6 +361,7 @@ func (nw *Network) connect(ctx context.Context, id peer.ID) error {
 			return err
 		}
 	}
+	known := h.Peerstore().Addrs(id)
 	fctx, cancel := context.WithTimeout(ctx, nw.cfg.FindPeerTimeout)
 	ai, err := nw.node.dht.FindPeer(fctx, id)
 	cancel()
@@ -367,7 +369,16 @@ func (nw *Network) connect(ctx context.Context, id peer.ID) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return fmt.Errorf("peer %s: %w: %v", id, swarm.ErrUnreachable, errors.Join(dialErr, err))
+		// The lookup gives up on a peer whose first dial failed, even when later
+		// answers bring its new addresses, which it does add to the peerstore: try
+		// those.
+		fresh := slices.DeleteFunc(h.Peerstore().Addrs(id), func(a ma.Multiaddr) bool {
+			return slices.ContainsFunc(known, a.Equal)
+		})
+		if len(fresh) == 0 {
+			return fmt.Errorf("peer %s: %w: %v", id, swarm.ErrUnreachable, errors.Join(dialErr, err))
+		}
+		ai = peer.AddrInfo{ID: id, Addrs: fresh}
 	}
 	if err := nw.dial(ctx, ai); err != nil {
 		if err := ctx.Err(); err != nil {

@@ -3,8 +3,10 @@ package dht
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -108,6 +110,9 @@ type Node struct {
 	bootstrap []peer.AddrInfo
 	log       *slog.Logger
 
+	rttMu sync.Mutex
+	rtt   map[peer.ID]*rttWindow // guarded by rttMu: recent ping samples of connected peers
+
 	// closers run in order by Close, after the background loops have stopped.
 	closers []func() error
 
@@ -174,6 +179,7 @@ func start(h host.Host, cfg Config, bootstrap []peer.AddrInfo, hostClosers []fun
 		bootstrap: bootstrap,
 		log:       cfg.Logger.With("peer", h.ID().String()),
 		closers:   hostClosers,
+		rtt:       make(map[peer.ID]*rttWindow),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx, n.cancel = ctx, cancel
@@ -411,6 +417,7 @@ func (n *Node) pingLoop(ctx context.Context, fresh *peerQueue) {
 		case <-fresh.ready:
 			n.pingPeers(ctx, fresh.take())
 		case <-t.C:
+			n.forgetDisconnected()
 			n.pingPeers(ctx, n.host.Network().Peers())
 		}
 	}
@@ -431,20 +438,115 @@ func (n *Node) pingPeers(ctx context.Context, peers []peer.ID) {
 	_ = g.Wait()
 }
 
-// ping measures one round trip to a connected peer (it never dials) and records it in
-// the peerstore.
+// pingSamples is how many echoes one ping measures on its stream. The first also carries
+// the stream's protocol negotiation and is discarded; the lowest of the rest is recorded.
+const pingSamples = 3
+
+// ping measures the round trip to a connected peer (it never dials) over the libp2p ping
+// protocol and records it in the peerstore's latency EWMA, which Latency and placement
+// read. ping.Ping is not used because it records every echo, the first included: that
+// one costs an extra round trip of negotiation, and as the EWMA's first sample it would
+// skew the estimate for a long time.
 func (n *Node) ping(ctx context.Context, p peer.ID) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(network.WithNoDial(ctx, "ping"), n.cfg.PingTimeout)
 	defer cancel()
-	results := ping.Ping(ctx, n.host, p)
-	res, ok := <-results
-	cancel()
-	for range results { // wait for ping's goroutine to end
+	s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "ping"), p, ping.ID)
+	if err != nil {
+		return 0, err
 	}
-	if !ok {
-		return 0, ctx.Err()
+	defer s.Reset()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() }) // unblocks Read on cancel
+	defer stop()
+	if err := s.Scope().SetService(ping.ServiceName); err != nil {
+		return 0, err
 	}
-	return res.RTT, res.Error
+	var out, in [ping.PingSize]byte
+	var best time.Duration
+	for i := range pingSamples {
+		_, _ = rand.Read(out[:])
+		start := time.Now()
+		if _, err := s.Write(out[:]); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(s, in[:]); err != nil {
+			return 0, err
+		}
+		rtt := time.Since(start)
+		if in != out {
+			return 0, fmt.Errorf("dht: ping %s: wrong echo", p)
+		}
+		if i > 0 && (best == 0 || rtt < best) {
+			best = rtt
+		}
+	}
+	n.host.Peerstore().RecordLatency(p, best)
+	n.rttMu.Lock()
+	w := n.rtt[p]
+	if w == nil {
+		w = new(rttWindow)
+		n.rtt[p] = w
+	}
+	w.add(best)
+	n.rttMu.Unlock()
+	return best, nil
+}
+
+// Latency returns the round trip to p: the lowest of the last few ping samples, or the
+// peerstore's EWMA when this node has not pinged p; 0 when unknown.
+//
+// The lowest recent sample, not the EWMA alone: scheduling and queueing only ever add
+// delay, so the minimum filters that noise, while the peerstore's EWMA (weight 0.1 for a
+// new sample) lets one sample taken under load skew the estimate for many minutes. The
+// window is short (rttWindowSize pings), so a lasting change of route shows within it.
+func (n *Node) Latency(p peer.ID) time.Duration {
+	n.rttMu.Lock()
+	w := n.rtt[p]
+	var d time.Duration
+	if w != nil {
+		d = w.min()
+	}
+	n.rttMu.Unlock()
+	if d > 0 {
+		return d
+	}
+	return n.host.Peerstore().LatencyEWMA(p)
+}
+
+// forgetDisconnected drops the samples of peers no longer connected, which bounds the
+// table by the connection manager's limits.
+func (n *Node) forgetDisconnected() {
+	n.rttMu.Lock()
+	defer n.rttMu.Unlock()
+	for p := range n.rtt {
+		if n.host.Network().Connectedness(p) != network.Connected {
+			delete(n.rtt, p)
+		}
+	}
+}
+
+// rttWindowSize is how many recent ping samples Latency takes the minimum of: two minutes
+// of pings at the default interval.
+const rttWindowSize = 4
+
+// rttWindow holds a peer's recent round-trip samples.
+type rttWindow struct {
+	samples [rttWindowSize]time.Duration
+	next    int
+}
+
+func (w *rttWindow) add(d time.Duration) {
+	w.samples[w.next%rttWindowSize] = d
+	w.next++
+}
+
+func (w *rttWindow) min() time.Duration {
+	var m time.Duration
+	for _, d := range w.samples[:min(w.next, rttWindowSize)] {
+		if d > 0 && (m == 0 || d < m) {
+			m = d
+		}
+	}
+	return m
 }
 
 // mdnsNotifee connects to peers found by mDNS.

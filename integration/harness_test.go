@@ -36,23 +36,30 @@ import (
 // scatterBin is the scatter binary TestMain builds once for every test of the package.
 var scatterBin string
 
-// TestMain builds cmd/scatter into a temporary directory, runs the tests, and fails the
-// package if a goroutine of the in-process nodes outlives the tests.
+// binEnv names a prebuilt scatter binary to use instead of building one, so that a
+// profiler (bench/peers.sh runs perf) can still read its symbols after the tests.
+const binEnv = "SCATTER_INTEGRATION_BIN"
+
+// TestMain builds cmd/scatter into a temporary directory (unless binEnv names a binary),
+// runs the tests, and fails the package if a goroutine of the in-process nodes outlives
+// the tests.
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "scatter-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	scatterBin = filepath.Join(dir, "scatter")
-	build := exec.Command(goTool(), "build", "-o", scatterBin, "github.com/scatterfs/scatter/cmd/scatter")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration: building cmd/scatter:", err)
-		return 1
+	if scatterBin = os.Getenv(binEnv); scatterBin == "" {
+		dir, err := os.MkdirTemp("", "scatter-integration-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "integration:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		scatterBin = filepath.Join(dir, "scatter")
+		build := exec.Command(goTool(), "build", "-o", scatterBin, "github.com/scatterfs/scatter/cmd/scatter")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "integration: building cmd/scatter:", err)
+			return 1
+		}
 	}
 	code := m.Run()
 	if code == 0 {

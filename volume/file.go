@@ -35,13 +35,16 @@ type file struct {
 	staged   ranges    // bytes whose current content is in the staging file
 	dirty    ranges    // staged bytes not being uploaded (subset of staged)
 	inflight ranges    // staged bytes an upload job is working on (subset of staged)
-	busy     bool      // an upload job holds this file
-	clip     int64     // the running job must not commit content at or past clip
+	planning bool      // a worker is choosing and cutting the next job
+	jobs     []*job    // running upload jobs; their ranges are disjoint
 	syncWait int       // fsync callers waiting for uploads
 	lastErr  error     // last upload error, nil after a success
 	changed  chan struct{}
 	seqEnd   int64 // end of the last read, to detect sequential readers
 }
+
+// busy reports whether upload jobs hold parts of f.
+func (f *file) busy() bool { return f.planning || len(f.jobs) > 0 }
 
 // signalLocked wakes everyone waiting for this file's upload state to change.
 func (f *file) signalLocked() {
@@ -159,7 +162,7 @@ func (v *Volume) unlinked(ino uint64) bool {
 
 // maybeForgetLocked drops f from the live files when nothing uses it any more.
 func (v *Volume) maybeForgetLocked(f *file) {
-	if f.busy || len(f.staged) > 0 {
+	if f.busy() || len(f.staged) > 0 {
 		return
 	}
 	if f.attrDirt && !f.gone {
@@ -184,7 +187,9 @@ func (v *Volume) maybeForgetLocked(f *file) {
 func (v *Volume) dropStagingLocked(f *file) {
 	n := f.staged.total()
 	f.staged, f.dirty, f.inflight = nil, nil, nil
-	f.clip = 0
+	for _, j := range f.jobs {
+		j.clip = 0
+	}
 	if f.stage != nil {
 		f.stage.Close()
 		f.stage = nil
@@ -468,7 +473,9 @@ func (f *file) truncate(v *Volume, size int64) error {
 		removed := f.staged.remove(size, MaxFileSize)
 		f.dirty.remove(size, MaxFileSize)
 		f.inflight.remove(size, MaxFileSize)
-		f.clip = min(f.clip, size)
+		for _, j := range f.jobs {
+			j.clip = min(j.clip, size)
+		}
 		if f.stage != nil {
 			if err := f.stage.Truncate(size); err != nil {
 				return fmt.Errorf("%w: staging: %v", ErrIO, err)
@@ -525,7 +532,7 @@ func (v *Volume) journalLocked(f *file) error {
 // staging. It reports false when the file is not eligible (too large, being uploaded, or
 // holding content on the peers).
 func (v *Volume) inlineLocked(f *file) (bool, error) {
-	if f.size > int64(v.cfg.InlineMax) || f.busy || f.gone {
+	if f.size > int64(v.cfg.InlineMax) || f.busy() || f.gone {
 		return false, nil
 	}
 	buf := make([]byte, f.size)

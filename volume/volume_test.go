@@ -557,3 +557,28 @@ func TestLocks(t *testing.T) {
 	}
 	h2.Release()
 }
+
+// TestStreamCutsAtContent: a file streamed while open is uploaded in jobs, yet every chunk
+// boundary is one the splitter chose from the stream's start (no artificial cut where a
+// job ended), so no chunk is put twice.
+func TestStreamCutsAtContent(t *testing.T) {
+	e := newEnv(t, volume.Config{StagingMax: 64 << 20, StreamThreshold: 1 << 20, JobMax: 4 << 20})
+	_, h := e.create(volume.RootIno, "s")
+	rng := rand.New(rand.NewPCG(5, 6))
+	buf := make([]byte, 1<<20)
+	const total = 32 << 20
+	for off := int64(0); off < total; off += 1 << 20 {
+		for i := range buf {
+			buf[i] = byte(rng.Uint32())
+		}
+		e.write(h, buf, off)
+	}
+	if err := h.Fsync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.Release()
+	chunks, puts, _ := e.store.Stats()
+	if chunks != total/(64<<10) || puts != chunks {
+		t.Errorf("%d chunks from %d puts, want %d of each", chunks, puts, total/(64<<10))
+	}
+}

@@ -13,8 +13,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
-
-	"github.com/scatterfs/scatter/pipeline"
 )
 
 // writeback owns the staging budget and the uploaders. Writes reserve budget (waiting
@@ -33,7 +31,6 @@ type writeback struct {
 	waiters  int                 // writes waiting for budget
 	progress chan struct{}       // closed and replaced whenever budget is returned
 	pending  map[*file]struct{}  // files that may have upload work
-	running  map[*file]struct{}  // files a worker holds
 	stagedF  map[*file]struct{}  // files with staged bytes
 	retryAt  map[*file]time.Time // backoff after a failed upload
 	failures map[*file]int       //
@@ -46,7 +43,6 @@ func newWriteback(v *Volume) *writeback {
 		v:        v,
 		progress: make(chan struct{}),
 		pending:  map[*file]struct{}{},
-		running:  map[*file]struct{}{},
 		stagedF:  map[*file]struct{}{},
 		retryAt:  map[*file]time.Time{},
 		failures: map[*file]int{},
@@ -206,11 +202,9 @@ func (w *writeback) worker() {
 			continue
 		}
 		delete(w.pending, f)
-		w.running[f] = struct{}{}
 		w.mu.Unlock()
 		more, err := w.v.upload(w.ctx, f)
 		w.mu.Lock()
-		delete(w.running, f)
 		if err != nil && w.ctx.Err() == nil {
 			w.failures[f]++
 			backoff := min(time.Duration(1<<min(w.failures[f], 10))*50*time.Millisecond, 30*time.Second)
@@ -228,15 +222,12 @@ func (w *writeback) worker() {
 	}
 }
 
-// pickLocked returns a pending file no worker holds and not backing off, or nil; it arms
-// the timer for the earliest backoff.
+// pickLocked returns a pending file not backing off, or nil; it arms the timer for the
+// earliest backoff. Several workers may hold one file: its jobs are on disjoint ranges.
 func (w *writeback) pickLocked() *file {
 	now := time.Now()
 	var next time.Time
 	for f := range w.pending {
-		if _, ok := w.running[f]; ok {
-			continue
-		}
 		if t, ok := w.retryAt[f]; ok && t.After(now) {
 			if next.IsZero() || t.Before(next) {
 				next = t
@@ -259,11 +250,14 @@ func (w *writeback) pickLocked() *file {
 }
 
 // job is one upload: the file range [off, end) is read (staged bytes and, at its edges,
-// whole old chunks), cut into chunks and put; [off, commit) replaces the old extents.
+// whole old chunks), cut into chunks and put; then the chunks replace the extents of
+// [off, end) in one transaction. Jobs of one file run concurrently on disjoint ranges, but
+// are planned and cut one at a time, so a stream is cut where the content says.
 type job struct {
 	off, end int64
 	start    int64 // first dirty byte taken
-	keepTail bool  // the bytes after the last cut stay staged (more writes will follow)
+	keepTail bool  // the bytes after the last cut go back to dirty (more writes follow)
+	clip     int64 // content at or past clip must not be committed (truncated meanwhile)
 }
 
 // upload runs one upload job on f. It reports whether f may have more work.
@@ -282,95 +276,127 @@ func (v *Volume) upload(ctx context.Context, f *file) (more bool, err error) {
 		err = v.fillChunks(fctx, f.ino, buf, segs)
 		cancel()
 	}
-	var exts []extentAt
-	commit := j.end
+	var pieces []extentAt
 	if err == nil {
-		exts, commit, err = v.putChunks(ctx, j, buf)
+		pieces, err = v.split(j, buf)
+	}
+	f.mu.Lock()
+	f.planning = false
+	if err == nil && j.keepTail {
+		// The bytes after the last cut wait for the writes that follow them.
+		if cut := pieces[len(pieces)-1].end(); cut < j.end {
+			for _, s := range f.inflight.intersect(cut, j.end) {
+				f.inflight.remove(s.off, s.end)
+				f.dirty.add(s.off, s.end)
+			}
+			j.end = cut
+		}
+	}
+	f.mu.Unlock()
+	v.wb.notify(f) // the next job of f can be planned now
+	if err == nil {
+		err = v.putChunks(ctx, pieces)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err == nil {
+		err = v.commitLocked(f, j, pieces)
+	}
+	f.dropJobLocked(j)
 	if err != nil {
-		f.dirty = f.dirty.union(f.inflight)
-		f.inflight, f.busy, f.lastErr = nil, false, err
+		for _, s := range f.inflight.intersect(j.off, j.end) {
+			f.inflight.remove(s.off, s.end)
+			f.dirty.add(s.off, s.end)
+		}
+		f.lastErr = err
 		f.signalLocked()
 		if !errors.Is(err, context.Canceled) {
 			v.log.Warn("upload failed; will retry", "file", v.pathOf(f.ino), "ino", f.ino, "err", err)
 		}
 		return true, err
 	}
-	err = v.commitLocked(f, j, commit, exts)
-	f.busy = false
-	f.signalLocked()
-	if err != nil {
-		f.dirty = f.dirty.union(f.inflight)
-		f.inflight, f.lastErr = nil, err
-		v.log.Error("upload: commit failed", "ino", f.ino, "err", err)
-		return true, err
-	}
 	f.lastErr = nil
+	f.signalLocked()
 	v.maybeForgetLocked(f)
 	return len(f.dirty) > 0, nil
 }
 
-// planLocked chooses the next job of f and marks its dirty bytes in flight.
-func (v *Volume) planLocked(f *file) (job, bool, error) {
-	if f.gone || f.busy || len(f.dirty) == 0 {
-		return job{}, false, nil
-	}
-	final := f.writers.Load() == 0 || f.syncWait > 0 || v.wb.pressure()
-	if final {
-		if ok, err := v.inlineLocked(f); err != nil || ok {
-			return job{}, false, err
+func (f *file) dropJobLocked(j *job) {
+	for i, o := range f.jobs {
+		if o == j {
+			f.jobs = append(f.jobs[:i], f.jobs[i+1:]...)
+			return
 		}
 	}
-	var take span
-	found := false
-	for _, s := range f.dirty {
-		if final || s.len() >= v.cfg.StreamThreshold {
-			take, found = s, true
-			break
-		}
-	}
-	if !found {
-		return job{}, false, nil
-	}
-	take.end = min(take.end, f.size)
-	cut := take.end > take.off+v.cfg.JobMax
-	if cut {
-		take.end = take.off + v.cfg.JobMax
-	}
-	j := job{off: take.off, end: take.end, start: take.off}
-	// Extents straddling the range's edges are rewritten whole: an extent always holds a
-	// whole chunk's prefix.
-	err := v.db.View(func(tx *bolt.Tx) error {
-		for _, at := range []int64{take.off, take.end - 1} {
-			exts, err := extentsIn(tx, f.ino, at, at+1)
-			if err != nil {
-				return err
-			}
-			for _, e := range exts {
-				j.off = min(j.off, e.Off)
-				j.end = max(j.end, e.end())
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return job{}, false, err
-	}
-	j.end = min(j.end, f.size)
-	j.keepTail = (!final || cut) && j.end == take.end
-	for _, s := range f.dirty.intersect(j.off, j.end) {
-		f.dirty.remove(s.off, s.end)
-		f.inflight.add(s.off, s.end)
-	}
-	f.busy, f.clip = true, MaxFileSize
-	return j, true, nil
 }
 
-// putChunks cuts buf (the content of [j.off, j.end)) into chunks and puts them. With
-// keepTail the last chunk is not put unless it is the only one that holds dirty bytes.
-func (v *Volume) putChunks(ctx context.Context, j job, buf []byte) ([]extentAt, int64, error) {
+// planLocked chooses the next job of f and marks its dirty bytes in flight.
+func (v *Volume) planLocked(f *file) (*job, bool, error) {
+	if f.gone || f.planning || len(f.dirty) == 0 {
+		return nil, false, nil
+	}
+	final := f.writers.Load() == 0 || f.syncWait > 0 || v.wb.pressure()
+	if final && !f.busy() {
+		if ok, err := v.inlineLocked(f); err != nil || ok {
+			return nil, false, err
+		}
+	}
+	for _, s := range f.dirty {
+		if !final && s.len() < v.cfg.StreamThreshold {
+			continue
+		}
+		take := span{s.off, min(s.end, f.size)}
+		cut := take.end > take.off+v.cfg.JobMax
+		if cut {
+			take.end = take.off + v.cfg.JobMax
+		}
+		if take.off >= take.end {
+			continue
+		}
+		j := &job{off: take.off, end: take.end, start: take.off, clip: MaxFileSize}
+		// Extents straddling the range's edges are rewritten whole: an extent always
+		// holds a whole chunk's prefix.
+		err := v.db.View(func(tx *bolt.Tx) error {
+			for _, at := range []int64{take.off, take.end - 1} {
+				exts, err := extentsIn(tx, f.ino, at, at+1)
+				if err != nil {
+					return err
+				}
+				for _, e := range exts {
+					j.off = min(j.off, e.Off)
+					j.end = max(j.end, e.end())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		j.end = min(j.end, f.size)
+		overlaps := false
+		for _, o := range f.jobs {
+			if j.off < o.end && o.off < j.end {
+				overlaps = true // wait for that job to commit
+			}
+		}
+		if overlaps {
+			continue
+		}
+		j.keepTail = (!final || cut) && j.end == take.end
+		for _, s := range f.dirty.intersect(j.off, j.end) {
+			f.dirty.remove(s.off, s.end)
+			f.inflight.add(s.off, s.end)
+		}
+		f.planning = true
+		f.jobs = append(f.jobs, j)
+		return j, true, nil
+	}
+	return nil, false, nil
+}
+
+// split cuts buf (the content of [j.off, j.end)) into chunks. With keepTail the last
+// chunk is left out unless it is the only one holding dirty bytes.
+func (v *Volume) split(j *job, buf []byte) ([]extentAt, error) {
 	sp := v.chunks.Split(bytes.NewReader(buf))
 	var pieces []extentAt
 	off := j.off
@@ -380,7 +406,7 @@ func (v *Volume) putChunks(ctx context.Context, j job, buf []byte) ([]extentAt, 
 			break
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("split: %w", err)
+			return nil, fmt.Errorf("split: %w", err)
 		}
 		pieces = append(pieces, extentAt{Off: off, extent: extent{Len: int64(len(b)), Data: b}})
 		off += int64(len(b))
@@ -388,11 +414,14 @@ func (v *Volume) putChunks(ctx context.Context, j job, buf []byte) ([]extentAt, 
 	if off != j.end {
 		panic(fmt.Sprintf("BUG: splitter returned %d bytes of %d", off-j.off, j.end-j.off))
 	}
-	commit := j.end
 	if j.keepTail && len(pieces) > 1 && pieces[len(pieces)-1].Off > j.start {
 		pieces = pieces[:len(pieces)-1]
-		commit = pieces[len(pieces)-1].end()
 	}
+	return pieces, nil
+}
+
+// putChunks puts the pieces' chunks, PutParallel at a time, each bounded in time.
+func (v *Volume) putChunks(ctx context.Context, pieces []extentAt) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(v.cfg.PutParallel)
 	for i := range pieces {
@@ -407,23 +436,19 @@ func (v *Volume) putChunks(ctx context.Context, j job, buf []byte) ([]extentAt, 
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, 0, err
-	}
-	return pieces, commit, nil
+	return g.Wait()
 }
 
-// commitLocked swaps in the job's new extents for [j.off, commit) in one transaction and
-// returns the staged bytes no longer needed.
-func (v *Volume) commitLocked(f *file, j job, commit int64, exts []extentAt) error {
+// commitLocked swaps in the job's new extents for [j.off, j.end) in one transaction and
+// returns the staged bytes no longer needed to the budget.
+func (v *Volume) commitLocked(f *file, j *job, exts []extentAt) error {
 	if f.gone {
-		f.inflight = nil
 		return nil
 	}
 	// What stays staged: everything but the committed range's bytes that were not
 	// written again meanwhile.
 	var release ranges
-	for _, s := range f.staged.intersect(j.off, commit) {
+	for _, s := range f.staged.intersect(j.off, j.end) {
 		release.add(s.off, s.end)
 	}
 	for _, s := range f.dirty {
@@ -433,14 +458,14 @@ func (v *Volume) commitLocked(f *file, j job, commit int64, exts []extentAt) err
 	for _, s := range release {
 		newStaged.remove(s.off, s.end)
 	}
-	limit := min(f.clip, f.size)
+	limit := min(j.clip, f.size)
 	err := v.db.Update(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		old, err := extentsIn(tx, f.ino, j.off, commit)
+		old, err := extentsIn(tx, f.ino, j.off, j.end)
 		if err != nil {
 			return err
 		}
@@ -470,11 +495,7 @@ func (v *Volume) commitLocked(f *file, j job, commit int64, exts []extentAt) err
 	if err != nil {
 		return err
 	}
-	// The tail after the last cut goes back to dirty.
-	for _, s := range f.inflight.intersect(commit, MaxFileSize) {
-		f.dirty.add(s.off, s.end)
-	}
-	f.inflight = nil
+	f.inflight.remove(j.off, j.end)
 	f.staged = newStaged
 	var n int64
 	for _, s := range release {
@@ -584,6 +605,3 @@ func (v *Volume) pathOf(ino uint64) string {
 }
 
 var errStop = errors.New("stop")
-
-// keep pipeline imported for Ref in job comments and signatures.
-var _ = pipeline.Ref{}

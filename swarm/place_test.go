@@ -63,7 +63,7 @@ func TestPlaceHangingPeer(t *testing.T) {
 		// A spare PUT takes the hung peer's slot; the PUT timeout is never reached.
 		{"spare", swarm.PlaceOptions{Timeout: time.Hour}},
 		// No spares: the PUT timeout fails the hung PUT and it is retried elsewhere.
-		{"timeout", swarm.PlaceOptions{Extra: -1, Timeout: 20 * time.Millisecond}},
+		{"timeout", swarm.PlaceOptions{Extra: -1, Timeout: 250 * time.Millisecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, net, peers := world(20, 1<<20)

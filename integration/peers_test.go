@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -21,8 +23,13 @@ import (
 //     serves, one stalls, one answers DENIED, one resets the stream); each is checked to
 //     be detected for what it is, and every byte is read again with the hostile holders
 //     asked first, so every chunk they hold goes through the bypass;
+//
 //   - kill: the donors behave again, 4 daemon processes holding 4 fragments of one chunk
 //     (and many of others) are killed with SIGKILL, and every byte is read again.
+//
+//   - restart: one killed daemon restarts from its data directory on a new port, and a new
+//     client that knows only the Refs finds it through the DHT, gets each of its
+//     fragments, and reads every byte.
 //
 // The data is never kept: it is regenerated from its seed to compare.
 func TestPeers(t *testing.T) {
@@ -72,7 +79,7 @@ func TestPeers(t *testing.T) {
 	}
 	t.Logf("fragments per holder: %d daemons and %d hostile donors hold %v", donors, len(hostile), counts(held))
 
-	read := func(t *testing.T, st *pipeline.Store, what string) {
+	read := func(t *testing.T, st *pipeline.Store, net *countingNet, what string) {
 		t.Helper()
 		gets, bytes := net.gets.Load(), net.getBytes.Load()
 		start := time.Now()
@@ -86,7 +93,7 @@ func TestPeers(t *testing.T) {
 			mbps(net.getBytes.Load()-bytes, took), percentile(lat, 50).Round(time.Millisecond), percentile(lat, 99).Round(time.Millisecond))
 	}
 
-	if !t.Run("read", func(t *testing.T) { read(t, st, "back") }) {
+	if !t.Run("read", func(t *testing.T) { read(t, st, net, "back") }) {
 		return
 	}
 
@@ -116,7 +123,7 @@ func TestPeers(t *testing.T) {
 		for i, h := range hostile {
 			before[i] = h.gets.Load()
 		}
-		read(t, hst, "with the hostile holders asked first")
+		read(t, hst, net, "with the hostile holders asked first")
 		for i, h := range hostile {
 			n := h.gets.Load() - before[i]
 			t.Logf("the %s donor holds %d fragments and met %d GETs", h.behave, held[h.peer()], n)
@@ -128,8 +135,10 @@ func TestPeers(t *testing.T) {
 		return
 	}
 
-	t.Run("kill", func(t *testing.T) {
-		victims, chunk := pickVictims(refs, ds, int(refs[0].M))
+	var victims []*daemon
+	if !t.Run("kill", func(t *testing.T) {
+		var chunk int
+		victims, chunk = pickVictims(refs, ds, int(refs[0].M))
 		if victims == nil {
 			t.Fatalf("no chunk has %d fragments on daemon processes", refs[0].M)
 		}
@@ -153,7 +162,55 @@ func TestPeers(t *testing.T) {
 		if worst != int(refs[0].M) {
 			t.Fatalf("worst chunk lost %d fragments, want exactly m = %d", worst, refs[0].M)
 		}
-		read(t, st, "after the kills")
+		read(t, st, net, "after the kills")
+	}) {
+		return
+	}
+
+	t.Run("restart", func(t *testing.T) {
+		// A killed donor comes back from its data directory on a new port: same peer ID,
+		// same fragments. A second client that knows only the Refs (another device of the
+		// drive) must find it through the DHT and read from it.
+		old := victims[0]
+		var live *daemon
+		for _, d := range ds {
+			if !slices.Contains(victims, d) {
+				live = d
+				break
+			}
+		}
+		if err := os.Remove(filepath.Join(old.dir, "ready")); err != nil {
+			t.Fatal(err)
+		}
+		back := startDaemon(t, old.dir, "256M", live.Addrs)
+		if err := back.waitReady(time.Now().Add(60 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if back.ID != old.ID || slices.Equal(back.Addrs, old.Addrs) {
+			t.Fatalf("restarted donor: ID %s at %v, was %s at %v: want the same ID at a new address",
+				back.ID, back.Addrs, old.ID, old.Addrs)
+		}
+		_, nw2 := newClient(t, live.Addrs)
+		n := 0
+		for _, r := range refs {
+			for _, f := range r.Fragments {
+				if f.Peer != swarm.PeerID(back.ID.String()) {
+					continue
+				}
+				data, err := nw2.Get(ctx, f.Peer, f.ID)
+				if err != nil || chunker.FragmentIDOf(data) != f.ID {
+					t.Fatalf("fragment %s from the restarted donor: %d bytes, err %v", f.ID, len(data), err)
+				}
+				n++
+			}
+		}
+		t.Logf("the restarted donor serves all %d of its fragments to a new client", n)
+		net2 := &countingNet{Network: nw2}
+		st2, err := pipeline.NewStore(net2, testKeys(), pipeline.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(t, st2, net2, "by a new client from the Refs alone")
 	})
 	t.Logf("whole test: %v", time.Since(begin).Round(time.Millisecond))
 }

@@ -28,6 +28,10 @@ type Peer struct {
 }
 
 // Stat is a donor's answer to a STAT request.
+//
+// Used is what the donor charges against its quota for the fragments it stores: at least
+// their sizes, and possibly more (a per-fragment header, block rounding), so that Free is
+// what a PUT can really use. It returns to its earlier value when a fragment is deleted.
 type Stat struct {
 	Quota     int64 // bytes the donor has promised to store at most
 	Used      int64 // bytes of fragments it stores now (never above Quota)

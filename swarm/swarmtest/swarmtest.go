@@ -177,8 +177,8 @@ func testRoundTrip(t *testing.T, h Harness) {
 		if got, err := h.Net.Get(ctxFor(t), p, id); err != nil || chunker.FragmentIDOf(got) != id {
 			t.Fatalf("Get after the caller reused its buffer: err %v, bytes changed %v", err, err == nil)
 		}
-		if st := stat(t, h.Net, p); st.Used != int64(size) || st.Fragments != 1 {
-			t.Fatalf("Stat after one PUT of %d bytes = %+v", size, st)
+		if st := stat(t, h.Net, p); st.Used < int64(size) || st.Fragments != 1 {
+			t.Fatalf("Stat after one PUT of %d bytes = %+v, want Used >= %d, Fragments 1", size, st, size)
 		}
 	}
 }
@@ -189,9 +189,10 @@ func testPutIdempotent(t *testing.T, h Harness) {
 	t1 := time.Now().Add(time.Hour)
 	t2 := t1.Add(24 * time.Hour)
 	put(t, h.Net, p, data, id, t1)
+	once := stat(t, h.Net, p)
 	put(t, h.Net, p, data, id, t2)
-	if st := stat(t, h.Net, p); st.Used != int64(len(data)) || st.Fragments != 1 {
-		t.Fatalf("Stat after the same PUT twice = %+v, want Used %d, Fragments 1", st, len(data))
+	if st := stat(t, h.Net, p); st != once || st.Fragments != 1 || st.Used < int64(len(data)) {
+		t.Fatalf("Stat after the same PUT twice = %+v, after once %+v: want the same, 1 fragment", st, once)
 	}
 	if h.Lease == nil {
 		return
@@ -259,16 +260,19 @@ func testDelete(t *testing.T, h Harness) {
 	exp := time.Now().Add(time.Hour)
 	before := stat(t, h.Net, p)
 	put(t, h.Net, p, a, ida, exp)
+	withA := stat(t, h.Net, p)
 	put(t, h.Net, p, b, idb, exp)
 	st := stat(t, h.Net, p)
-	if st.Used != before.Used+int64(len(a)+len(b)) || st.Fragments != before.Fragments+2 {
+	if st.Used < before.Used+int64(len(a)+len(b)) || st.Fragments != before.Fragments+2 {
 		t.Fatalf("Stat after two PUTs = %+v, was %+v", st, before)
 	}
+	// What b costs, overhead included, is what deleting a must leave.
+	costB := st.Used - withA.Used
 	if err := h.Net.Delete(ctxFor(t), p, []chunker.FragmentID{ida, missing}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	st = stat(t, h.Net, p)
-	if st.Used != before.Used+int64(len(b)) || st.Fragments != before.Fragments+1 {
+	if st.Used != before.Used+costB || st.Fragments != before.Fragments+1 {
 		t.Fatalf("Stat after deleting one of two = %+v, was %+v before both PUTs", st, before)
 	}
 	if st.Free() != st.Quota-st.Used {
@@ -347,26 +351,38 @@ func testStatQuota(t *testing.T, h Harness) {
 	if st.Quota < 2<<20 || st.Quota > 16<<20 {
 		t.Fatalf("harness peer quota %d: want 2 to 16 MiB so the suite can fill it", st.Quota)
 	}
+	// Fill the peer with fragments until it answers ErrFull; Used may count more than the
+	// payload (headers, rounding) but never passes Quota.
 	exp := time.Now().Add(time.Hour)
 	var stored int64
-	for seed := uint64(100); st.Free() >= size; seed++ {
+	for seed := uint64(100); ; seed++ {
 		data, id := fragment(seed, size)
-		put(t, h.Net, p, data, id, exp)
-		stored += size
-		st = stat(t, h.Net, p)
-		if st.Used != stored || st.Fragments != stored/size {
-			t.Fatalf("Stat after storing %d bytes in %d fragments = %+v", stored, stored/size, st)
+		err := h.Net.Put(ctxFor(t), p, id, data, exp)
+		after := stat(t, h.Net, p)
+		if errors.Is(err, swarm.ErrFull) {
+			if after != st {
+				t.Fatalf("Stat after a refused PUT = %+v, want unchanged %+v", after, st)
+			}
+			break
 		}
+		if err != nil {
+			t.Fatalf("Put %d bytes with %d stored: %v", size, stored, err)
+		}
+		stored += size
+		if after.Used < st.Used+size || after.Fragments != st.Fragments+1 {
+			t.Fatalf("Stat after a PUT of %d bytes = %+v, was %+v", size, after, st)
+		}
+		if stored > st.Quota {
+			t.Fatalf("stored %d bytes with a quota of %d and no ErrFull", stored, st.Quota)
+		}
+		st = after
 	}
+	// Not a byte more than is free can fit.
 	data, id := fragment(1, int(st.Free())+1)
-	err := h.Net.Put(ctxFor(t), p, id, data, exp)
-	if !errors.Is(err, swarm.ErrFull) {
+	if err := h.Net.Put(ctxFor(t), p, id, data, exp); !errors.Is(err, swarm.ErrFull) {
 		t.Fatalf("Put of %d bytes with %d free: err %v, want ErrFull", len(data), st.Free(), err)
 	}
-	if after := stat(t, h.Net, p); after != st {
-		t.Fatalf("Stat after a refused PUT = %+v, want unchanged %+v", after, st)
-	}
-	// A fragment the peer already holds is not counted twice, even when full.
+	// A fragment the peer already holds is not charged twice, even when full.
 	data0, id0 := fragment(100, size)
 	put(t, h.Net, p, data0, id0, exp.Add(time.Hour))
 	if after := stat(t, h.Net, p); after != st {
@@ -533,7 +549,7 @@ func testConcurrent(t *testing.T, h Harness) {
 	}
 	wg.Wait()
 	for _, p := range h.Peers {
-		if st := stat(t, h.Net, p); st.Fragments != 8 || st.Used != 2*(2000+2001+2002+2003) {
+		if st := stat(t, h.Net, p); st.Fragments != 8 || st.Used < 2*(2000+2001+2002+2003) {
 			t.Errorf("Stat of %s after concurrent PUTs = %+v, want 8 fragments", p, st)
 		}
 	}

@@ -1,5 +1,7 @@
 package volume
 
+import bolt "go.etcd.io/bbolt"
+
 // Crash stops v as kill -9 would leave it: nothing more is journalled or committed, no
 // staging file is removed. The directories can be opened again with Open.
 func Crash(v *Volume) {
@@ -13,4 +15,21 @@ func Crash(v *Volume) {
 	}
 	v.mu.Unlock()
 	v.db.Close()
+}
+
+// ChunkRefs returns the sum of chunk reference counts and the number of chunks listed
+// as garbage.
+func ChunkRefs(v *Volume) (refs int64, garbage int, err error) {
+	err = v.db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bChunkRefs).ForEach(func(k, val []byte) error {
+			n, err := decodeCount(val)
+			refs += n
+			return err
+		}); err != nil {
+			return err
+		}
+		garbage = tx.Bucket(bGarbage).Stats().KeyN
+		return nil
+	})
+	return refs, garbage, err
 }

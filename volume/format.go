@@ -274,3 +274,22 @@ func decodeJournal(b []byte) (journalRec, error) {
 	}
 	return j, nil
 }
+
+// encodeCount encodes a chunk's reference count: version ‖ u64.
+func encodeCount(n int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{recordV1}, uint64(n))
+}
+
+func decodeCount(b []byte) (int64, error) {
+	if err := checkVersion("count", b); err != nil {
+		return 0, err
+	}
+	if len(b) != 9 {
+		return 0, badRecord("count", "length %d, want 9", len(b))
+	}
+	n := int64(binary.BigEndian.Uint64(b[1:]))
+	if n <= 0 {
+		return 0, badRecord("count", "count %d not positive", n)
+	}
+	return n, nil
+}

@@ -6,7 +6,17 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/scatterfs/scatter/pipeline"
 )
+
+// Chunk reference counts and unreferenced chunks; see docs/format.md "Metadata store".
+var (
+	bChunkRefs = []byte("chunkrefs")
+	bGarbage   = []byte("garbage")
+)
+
+func init() { allBuckets = append(allBuckets, bChunkRefs, bGarbage) }
 
 func inoKey(ino uint64) []byte { return binary.BigEndian.AppendUint64(nil, ino) }
 
@@ -89,7 +99,7 @@ func deleteInode(tx *bolt.Tx, ino uint64) error {
 			return err
 		}
 	}
-	if err := deletePrefix(tx.Bucket(bExtents), k); err != nil {
+	if err := deleteExtents(tx, ino); err != nil {
 		return err
 	}
 	return deletePrefix(tx.Bucket(bXattrs), k)
@@ -140,12 +150,83 @@ func extentsIn(tx *bolt.Tx, ino uint64, off, end int64) ([]extentAt, error) {
 	return out, nil
 }
 
+// putExtent stores e, replacing any extent at the same offset, and keeps chunk
+// reference counts.
 func putExtent(tx *bolt.Tx, ino uint64, e extentAt) error {
+	if err := delExtent(tx, ino, e.Off); err != nil {
+		return err
+	}
+	if e.Ref != nil {
+		if err := refChunk(tx, e.Ref, 1); err != nil {
+			return err
+		}
+	}
 	return tx.Bucket(bExtents).Put(pairKey(ino, uint64(e.Off)), encodeExtent(e.extent))
 }
 
+// delExtent deletes the extent at off, if any, and keeps chunk reference counts.
 func delExtent(tx *bolt.Tx, ino uint64, off int64) error {
-	return tx.Bucket(bExtents).Delete(pairKey(ino, uint64(off)))
+	b := tx.Bucket(bExtents)
+	k := pairKey(ino, uint64(off))
+	old := b.Get(k)
+	if old == nil {
+		return nil
+	}
+	e, err := decodeExtent(old)
+	if err != nil {
+		return fmt.Errorf("inode %d extent at %d: %w", ino, off, err)
+	}
+	if e.Ref != nil {
+		if err := refChunk(tx, e.Ref, -1); err != nil {
+			return err
+		}
+	}
+	return b.Delete(k)
+}
+
+// deleteExtents deletes every extent of ino.
+func deleteExtents(tx *bolt.Tx, ino uint64) error {
+	exts, err := extentsIn(tx, ino, 0, MaxFileSize)
+	if err != nil {
+		return err
+	}
+	for _, e := range exts {
+		if err := delExtent(tx, ino, e.Off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refChunk adds delta to the number of extents referencing chunk r. A chunk no extent
+// references is listed in the garbage bucket (with its Ref, to delete its fragments
+// from their holders); a chunk referenced again leaves it.
+func refChunk(tx *bolt.Tx, r *pipeline.Ref, delta int64) error {
+	rb, gb := tx.Bucket(bChunkRefs), tx.Bucket(bGarbage)
+	var n int64
+	if v := rb.Get(r.ID[:]); v != nil {
+		c, err := decodeCount(v)
+		if err != nil {
+			return fmt.Errorf("chunk %s: %w", r.ID, err)
+		}
+		n = c
+	}
+	n += delta
+	switch {
+	case n < 0:
+		return fmt.Errorf("%w: chunk %s referenced %d times", errBadRecord, r.ID, n)
+	case n == 0:
+		if err := rb.Delete(r.ID[:]); err != nil {
+			return err
+		}
+		return gb.Put(r.ID[:], encodeExtent(extent{Len: int64(r.Size), Ref: r}))
+	}
+	if n == 1 && delta > 0 {
+		if err := gb.Delete(r.ID[:]); err != nil {
+			return err
+		}
+	}
+	return rb.Put(r.ID[:], encodeCount(n))
 }
 
 // hasChunkExtents reports whether ino has any extent stored on the peers.

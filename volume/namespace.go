@@ -112,6 +112,14 @@ func newInode(tx *bolt.Tx, parent uint64, name string, a *Attr) error {
 	} else if ok {
 		return fmt.Errorf("%q: %w", name, ErrExist)
 	}
+	if pa.Mode&syscall.S_ISGID != 0 {
+		// A set-group-ID directory gives its group to new entries, and its flag to new
+		// directories (as ext4 does; the kernel leaves this to the filesystem).
+		a.GID = pa.GID
+		if a.IsDir() {
+			a.Mode |= syscall.S_ISGID
+		}
+	}
 	ino, err := tx.Bucket(bInodes).NextSequence()
 	if err != nil {
 		return err

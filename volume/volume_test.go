@@ -173,6 +173,13 @@ func TestNamespace(t *testing.T) {
 	if got := must[volume.Attr](t)(v.Lookup(ctx, d2.Ino, "g")); !got.IsDir() {
 		t.Errorf("exchange: g is not the directory")
 	}
+	// A set-group-ID directory passes its group on.
+	mode := uint32(0o2775)
+	must[volume.Attr](t)(v.Setattr(ctx, d2.Ino, volume.SetAttr{Mode: &mode}))
+	sg := must[volume.Attr](t)(v.Mkdir(ctx, d2.Ino, "sg", 0o755, 7, 8))
+	if sg.GID != 2 || sg.Mode&syscall.S_ISGID == 0 {
+		t.Errorf("setgid dir: child gid %d mode %o", sg.GID, sg.Mode)
+	}
 	// Symlinks.
 	s := must[volume.Attr](t)(v.Symlink(ctx, volume.RootIno, "ln", "d1/f", 0, 0))
 	if tgt := must[string](t)(v.Readlink(ctx, s.Ino)); tgt != "d1/f" || s.Size != 4 {
@@ -193,7 +200,7 @@ func TestNamespace(t *testing.T) {
 	check("getxattr removed", err, volume.ErrNoAttr)
 	// Setattr with nanoseconds survives a reopen.
 	mt := time.Unix(1234567890, 123456789)
-	mode := uint32(0o600)
+	mode = 0o600
 	must[volume.Attr](t)(v.Setattr(ctx, a.Ino, volume.SetAttr{Mtime: &mt, Mode: &mode}))
 	e.reopen()
 	got := must[volume.Attr](t)(e.v.Getattr(ctx, a.Ino))
@@ -580,5 +587,42 @@ func TestStreamCutsAtContent(t *testing.T) {
 	chunks, puts, _ := e.store.Stats()
 	if chunks != total/(64<<10) || puts != chunks {
 		t.Errorf("%d chunks from %d puts, want %d of each", chunks, puts, total/(64<<10))
+	}
+}
+
+// TestChunkRefs: chunks no extent references any more are listed as garbage, and
+// duplicate chunks are counted once per extent.
+func TestChunkRefs(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	block := bytes.Repeat([]byte("a"), 64<<10)
+	a, h := e.create(volume.RootIno, "f")
+	for i := range int64(4) {
+		e.write(h, block, i*int64(len(block))) // four equal chunks: one chunk, four refs
+	}
+	if err := h.Fsync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refs, garbage, err := volume.ChunkRefs(e.v)
+	if err != nil || refs != 4 || garbage != 0 {
+		t.Fatalf("after write: refs %d garbage %d err %v", refs, garbage, err)
+	}
+	e.write(h, []byte("b"), 10) // rewrites the first chunk
+	if err := h.Fsync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if refs, garbage, _ = volume.ChunkRefs(e.v); refs != 4 || garbage != 0 {
+		t.Fatalf("after rewrite: refs %d garbage %d", refs, garbage)
+	}
+	sz := int64(64 << 10)
+	must[volume.Attr](t)(e.v.Setattr(ctx, a.Ino, volume.SetAttr{Size: &sz}))
+	if refs, garbage, _ = volume.ChunkRefs(e.v); refs != 1 || garbage != 1 {
+		t.Fatalf("after truncate: refs %d garbage %d", refs, garbage)
+	}
+	h.Release()
+	if err := e.v.Unlink(ctx, volume.RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if refs, garbage, _ = volume.ChunkRefs(e.v); refs != 0 || garbage != 2 {
+		t.Fatalf("after unlink: refs %d garbage %d", refs, garbage)
 	}
 }

@@ -123,6 +123,11 @@ func (l Limits) withDefaults() Limits {
 // FD instead of the machine's RAM, and the system, transient and per-peer scopes get
 // explicit numbers.
 func resourceManager(l Limits) (network.ResourceManager, error) {
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitConfig(l)))
+}
+
+// limitConfig is the concrete limit configuration for l.
+func limitConfig(l Limits) rcmgr.ConcreteLimitConfig {
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
 	base := scaling.Scale(l.Memory, l.FD)
@@ -157,7 +162,7 @@ func resourceManager(l Limits) (network.ResourceManager, error) {
 			Memory: rcmgr.LimitVal64(l.PeerMemory),
 		},
 	}
-	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)))
+	return partial.Build(base)
 }
 
 // tcpFirstRanker is the dial ranker: TCP addresses are dialed first and QUIC ones only

@@ -11,6 +11,7 @@ import (
 
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // newTestNode starts a node on loopback with a fresh data dir and closes it at cleanup.
@@ -164,5 +165,50 @@ func TestJoin(t *testing.T) {
 		if slices.Contains(rt, client.ID()) {
 			t.Errorf("%s: routing table holds the client %s", n.ID(), client.ID())
 		}
+	}
+}
+
+// TestLimits checks that the resource limits are the documented fixed numbers, not scaled
+// with this machine's memory, and that a Limits field overrides its default.
+func TestLimits(t *testing.T) {
+	c := limitConfig(Limits{}.withDefaults()).ToPartialLimitConfig()
+	for name, got := range map[string][2]int64{
+		"system memory":    {int64(c.System.Memory), 256 << 20},
+		"system conns":     {int64(c.System.Conns), 128},
+		"system inbound":   {int64(c.System.ConnsInbound), 96},
+		"system streams":   {int64(c.System.Streams), 1024},
+		"system FD":        {int64(c.System.FD), 512},
+		"transient conns":  {int64(c.Transient.Conns), 32},
+		"transient memory": {int64(c.Transient.Memory), 64 << 20},
+		"peer memory":      {int64(c.PeerDefault.Memory), 32 << 20},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s = %d, want %d", name, got[0], got[1])
+		}
+	}
+	small := limitConfig(Limits{Memory: 64 << 20, Conns: 16}.withDefaults()).ToPartialLimitConfig()
+	if small.System.Memory != 64<<20 || small.System.Conns != 16 {
+		t.Errorf("overridden limits: memory %d, conns %d", small.System.Memory, small.System.Conns)
+	}
+}
+
+// TestDialRanker checks that TCP addresses are dialed before QUIC ones.
+func TestDialRanker(t *testing.T) {
+	addrs := []ma.Multiaddr{
+		ma.StringCast("/ip4/192.0.2.1/udp/4001/quic-v1"),
+		ma.StringCast("/ip4/192.0.2.1/tcp/4001"),
+		ma.StringCast("/ip4/127.0.0.1/udp/4001/quic-v1"),
+		ma.StringCast("/ip4/127.0.0.1/tcp/4001"),
+	}
+	var lastTCP, firstQUIC time.Duration = -1, time.Hour
+	for _, d := range tcpFirstRanker(addrs) {
+		if _, err := d.Addr.ValueForProtocol(ma.P_TCP); err == nil {
+			lastTCP = max(lastTCP, d.Delay)
+		} else {
+			firstQUIC = min(firstQUIC, d.Delay)
+		}
+	}
+	if lastTCP < 0 || firstQUIC == time.Hour || firstQUIC <= lastTCP {
+		t.Errorf("last TCP dial at %v, first QUIC dial at %v: want every TCP dial first", lastTCP, firstQUIC)
 	}
 }

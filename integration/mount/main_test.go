@@ -356,8 +356,15 @@ func emptyDir(t *testing.T, dir string) {
 // run runs a command, failing the test with its output if it fails, and returns stdout.
 func run(t *testing.T, dir string, name string, args ...string) string {
 	t.Helper()
+	return runEnv(t, nil, dir, name, args...)
+}
+
+// runEnv is run with extra environment variables.
+func runEnv(t *testing.T, env []string, dir string, name string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -174,8 +174,10 @@ func (w *writeback) stage(f *file, n int64) {
 func (w *writeback) notify(f *file) {
 	w.mu.Lock()
 	if _, ok := w.stagedF[f]; ok {
-		w.pending[f] = struct{}{}
-		w.cond.Broadcast()
+		if _, queued := w.pending[f]; !queued {
+			w.pending[f] = struct{}{}
+			w.cond.Signal() // one worker is enough for one file
+		}
 	}
 	w.mu.Unlock()
 }

@@ -124,7 +124,8 @@ func (rs *readSwarm) place(t *testing.T, seq int) []swarm.Holder {
 
 // TestFetchFastest is the read path's must-show on libp2p: 30 donors at 2-120 ms from the
 // reader, a chunk placed by swarm.Place, and swarm.Fetch over Network asks the holders with
-// the lowest measured latency (k plus one spare) and no one else. With -short off it also
+// the lowest measured latency (k plus one spare, and more in the same order only if
+// hedging kicks in) and no one else. With -short off it also
 // measures the median time to read a chunk with Fetch, with exactly the k truly fastest
 // holders and with k random holders (logged, not asserted; see docs/benchmarks.md).
 func TestFetchFastest(t *testing.T) {
@@ -132,8 +133,10 @@ func TestFetchFastest(t *testing.T) {
 	holders := rs.place(t, 0)
 	rec := &recordingNet{Network: rs.reader}
 
-	// The spare is asked at once with the k (swarm.DefaultSpares): k+1 requests.
-	want := k1Fastest(rs.reader, holders, readK+swarm.DefaultSpares)
+	// Fetch asks the k+1 lowest-latency holders at once (swarm.DefaultSpares) and, when
+	// one is slow to answer (adaptive hedging; this machine is shared and loaded), the
+	// next ones in the same order: what it asked is always a prefix of the ranking.
+	ranked := k1Fastest(rs.reader, holders, len(holders))
 	for round := range 3 {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		got, err := swarm.Fetch(ctx, rec, holders, readK, swarm.FetchOptions{})
@@ -145,13 +148,17 @@ func TestFetchFastest(t *testing.T) {
 			t.Fatalf("Fetch returned %d fragments, want %d", n, readK)
 		}
 		asked := rec.take()
-		if !sameSet(asked, want) {
-			t.Fatalf("round %d: Fetch asked %v, want the %d lowest-latency holders %v",
-				round, rs.describe(asked), len(want), rs.describe(want))
+		if len(asked) < readK+swarm.DefaultSpares || len(asked) > len(ranked) ||
+			!sameSet(asked, ranked[:len(asked)]) {
+			t.Fatalf("round %d: Fetch asked %v, want the %d or more lowest-latency holders, in order %v",
+				round, rs.describe(asked), readK+swarm.DefaultSpares, rs.describe(ranked))
+		}
+		if len(asked) > readK+swarm.DefaultSpares {
+			t.Logf("round %d: %d hedged requests", round, len(asked)-readK-swarm.DefaultSpares)
 		}
 	}
 	// The measured order is the configured one, give or take scheduling noise: log it.
-	t.Logf("holders by measured latency: %v", rs.describe(k1Fastest(rs.reader, holders, len(holders))))
+	t.Logf("holders by measured latency: %v", rs.describe(ranked))
 
 	if testing.Short() {
 		return

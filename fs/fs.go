@@ -114,6 +114,7 @@ var errnos = []struct {
 	{volume.ErrInterrupted, syscall.EINTR},
 	{volume.ErrTooManyLinks, syscall.EMLINK},
 	{volume.ErrWouldBlock, syscall.EAGAIN},
+	{volume.ErrNoOffset, syscall.ENXIO},
 	{volume.ErrIO, syscall.EIO},
 	{context.Canceled, syscall.EINTR},
 }

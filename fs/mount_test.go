@@ -66,6 +66,12 @@ func TestLargeFileStaging(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("content differs")
 	}
+	if off, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA); err != nil || off != base {
+		t.Errorf("SEEK_DATA from 0: %d, %v; want %d", off, err, base)
+	}
+	if off, err := unix.Seek(int(f.Fd()), base+10, unix.SEEK_HOLE); err != nil || off != base+int64(len(want)) {
+		t.Errorf("SEEK_HOLE: %d, %v; want end of file", off, err)
+	}
 	hole := make([]byte, 4096)
 	if _, err := f.ReadAt(hole, 1<<32); err != nil || !bytes.Equal(hole, make([]byte, 4096)) {
 		t.Fatalf("hole: %v", err)

@@ -271,7 +271,13 @@ var (
 	_ = (gofs.FileGetlker)((*handle)(nil))
 	_ = (gofs.FileSetlker)((*handle)(nil))
 	_ = (gofs.FileSetlkwer)((*handle)(nil))
+	_ = (gofs.FileLseeker)((*handle)(nil))
 )
+
+func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	n, err := h.h.Seek(ctx, int64(off), int(whence))
+	return uint64(n), toErrno(h.log, "lseek", err)
+}
 
 func toLock(lk *fuse.FileLock) volume.Lock {
 	return volume.Lock{Start: lk.Start, End: lk.End, Type: lk.Typ, Pid: lk.Pid}

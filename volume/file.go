@@ -651,3 +651,48 @@ func (h *Handle) Allocate(ctx context.Context, off, n int64, mode uint32) error 
 func (h *Handle) Getattr(ctx context.Context) (Attr, error) {
 	return h.v.Getattr(ctx, h.f.ino)
 }
+
+// ErrNoOffset: SEEK_DATA or SEEK_HOLE found nothing at or after the offset (ENXIO).
+var ErrNoOffset = errors.New("volume: no such offset")
+
+// Whence values of Seek, as in lseek(2).
+const (
+	SeekData = 3
+	SeekHole = 4
+)
+
+// Seek implements lseek's SEEK_DATA and SEEK_HOLE: holes are byte ranges that no
+// extent and no staged write covers, and the end of the file.
+func (h *Handle) Seek(ctx context.Context, off int64, whence int) (int64, error) {
+	f, v := h.f, h.v
+	if whence != SeekData && whence != SeekHole {
+		return 0, ErrInvalid
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if off < 0 || off >= f.size {
+		return 0, ErrNoOffset
+	}
+	data := f.staged.intersect(off, f.size)
+	err := v.db.View(func(tx *bolt.Tx) error {
+		exts, err := extentsIn(tx, f.ino, off, f.size)
+		for _, e := range exts {
+			data.add(max(e.Off, off), min(e.end(), f.size))
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if whence == SeekData {
+		s, ok := data.next(off)
+		if !ok {
+			return 0, ErrNoOffset
+		}
+		return s.off, nil
+	}
+	if s, ok := data.next(off); ok && s.off <= off {
+		return s.end, nil // data.next merges touching spans, so s.end starts a hole
+	}
+	return off, nil
+}

@@ -626,3 +626,35 @@ func TestChunkRefs(t *testing.T) {
 		t.Fatalf("after unlink: refs %d garbage %d", refs, garbage)
 	}
 }
+
+func TestSeekDataHole(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	_, h := e.create(volume.RootIno, "sparse")
+	defer h.Release()
+	e.write(h, bytes.Repeat([]byte("d"), 100), 100<<10)
+	if err := h.Fsync(ctx); err != nil { // the first region comes from a chunk extent
+		t.Fatal(err)
+	}
+	e.write(h, []byte("staged"), 1<<20) // the second from staging
+	e.write(h, []byte("x"), 2<<20-1)
+	for _, c := range []struct {
+		off    int64
+		whence int
+		want   int64
+		err    error
+	}{
+		{0, volume.SeekData, 100 << 10, nil},
+		{0, volume.SeekHole, 0, nil},
+		{100<<10 + 50, volume.SeekHole, 100<<10 + 100, nil},
+		{200 << 10, volume.SeekData, 1 << 20, nil},
+		{1 << 20, volume.SeekHole, 1<<20 + 6, nil},
+		{1<<20 + 6, volume.SeekData, 2<<20 - 1, nil},
+		{2<<20 - 1, volume.SeekHole, 2 << 20, nil},
+		{2 << 20, volume.SeekData, 0, volume.ErrNoOffset},
+	} {
+		got, err := h.Seek(ctx, c.off, c.whence)
+		if !errors.Is(err, c.err) || (err == nil && got != c.want) {
+			t.Errorf("seek(%d, %d) = %d, %v; want %d, %v", c.off, c.whence, got, err, c.want, c.err)
+		}
+	}
+}

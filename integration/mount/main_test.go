@@ -6,8 +6,8 @@
 //
 // Environment:
 //
-//	SCATTER_RACE=1   build the binary with -race (slower; the data tests shrink nothing)
-//	SCATTER_BIG=2G   size of TestBigFile's file (default 512M, to keep CI within budget)
+//	SCATTER_RACE=1   build the binary with -race (several times slower)
+//	SCATTER_BIG=512M size of TestBigFile's file (default 2G)
 //	SCATTER_FULL=1   TestRsync copies all of $(go env GOROOT)/src instead of a subset
 //	SCATTER_BENCH=1  run TestBenchMounted, the figures of docs/benchmarks.md "Mounted drive"
 package mount_test
@@ -316,13 +316,22 @@ func unescapeMountinfo(s string) string {
 // diskUse returns the bytes allocated on disk (st_blocks) by the files under dir: what a
 // sparse staging file really costs, which its size does not tell.
 func diskUse(dir string) (int64, error) {
-	var n int64
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+	n, _, err := diskUseFiles(dir)
+	return n, err
+}
+
+// diskUseFiles is diskUse that also counts the files. Files may come and go during the
+// walk: one that vanished costs nothing.
+func diskUseFiles(dir string) (bytes int64, files int, err error) {
+	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
-			if os.IsNotExist(err) { // removed while walking: it no longer costs anything
+			if os.IsNotExist(err) {
 				return nil
 			}
 			return err
+		}
+		if e.IsDir() {
+			return nil
 		}
 		fi, err := e.Info()
 		if err != nil {
@@ -331,12 +340,13 @@ func diskUse(dir string) (int64, error) {
 			}
 			return err
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !e.IsDir() {
-			n += st.Blocks * 512
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			bytes += st.Blocks * 512
+			files++
 		}
 		return nil
 	})
-	return n, err
+	return bytes, files, err
 }
 
 // emptyDir removes everything inside dir, keeping dir.

@@ -40,7 +40,8 @@ type file struct {
 	syncWait int       // fsync callers waiting for uploads
 	lastErr  error     // last upload error, nil after a success
 	changed  chan struct{}
-	seqEnd   int64 // end of the last read, to detect sequential readers
+	seqEnd   int64     // end of the last read, to detect sequential readers
+	written  time.Time // time of the last write
 }
 
 // busy reports whether upload jobs hold parts of f.
@@ -447,6 +448,10 @@ func (v *Volume) writeLocked(f *file, p []byte, off int64) (int64, error) {
 	}
 	end := off + int64(len(p))
 	if _, err := f.stage.WriteAt(p, off); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			v.log.Error("write: the staging disk is full", "dir", v.cfg.StagingDir, "err", err)
+			return 0, fmt.Errorf("%w: staging disk full: %v", ErrNoSpace, err)
+		}
 		return 0, fmt.Errorf("%w: staging: %v", ErrIO, err)
 	}
 	added := int64(len(p)) - f.staged.overlap(off, end)
@@ -457,7 +462,7 @@ func (v *Volume) writeLocked(f *file, p []byte, off int64) (int64, error) {
 	f.dirty.add(off, end)
 	f.size = max(f.size, end)
 	now := time.Now()
-	f.mtime, f.ctime, f.attrDirt = now, now, true
+	f.mtime, f.ctime, f.attrDirt, f.written = now, now, true, now
 	return added, nil
 }
 

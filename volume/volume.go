@@ -94,6 +94,9 @@ type Config struct {
 	// StreamThreshold: an open file's contiguous dirty range this long is uploaded while
 	// the file is still being written (all but the tail after the last cut); default 8 MiB.
 	StreamThreshold int64
+	// QuietUpload: staged data of a file still open for writing is uploaded once no
+	// write touched the file for this long; default 5 s.
+	QuietUpload time.Duration
 	// JobMax bounds the bytes one upload job reads into memory; default 16 MiB.
 	JobMax int64
 	// WriteWait is how long a write waits for staging space with no upload making
@@ -143,6 +146,7 @@ func (c *Config) setDefaults() error {
 	def(&c.StreamThreshold, 8<<20)
 	def(&c.JobMax, 16<<20)
 	defd(&c.WriteWait, 2*time.Minute)
+	defd(&c.QuietUpload, 5*time.Second)
 	defd(&c.FetchTimeout, time.Minute)
 	defd(&c.SyncWait, 5*time.Minute)
 	if c.Logger == nil {

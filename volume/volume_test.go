@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -490,7 +492,12 @@ func TestCrashReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.write(h, []byte("not flushed"), int64(len(data))) // may be lost
+	_, h2 := e.create(volume.RootIno, "never-flushed")
+	e.write(h2, data[:100<<10], 0)
 	e.crash()
+	if des, err := os.ReadDir(filepath.Join(e.cfg.Dir, "staging")); err != nil || len(des) != 1 {
+		t.Errorf("staging after replay holds %d files (%v), want only the journalled one", len(des), err)
+	}
 	e.store.SetFailPut(false)
 	got := must[volume.Attr](t)(e.v.Getattr(ctx, a.Ino))
 	if got.Size != int64(len(data)) {
@@ -657,4 +664,22 @@ func TestSeekDataHole(t *testing.T) {
 			t.Errorf("seek(%d, %d) = %d, %v; want %d, %v", c.off, c.whence, got, err, c.want, c.err)
 		}
 	}
+}
+
+// TestQuietUpload: data of a file left open is uploaded once writes stop.
+func TestQuietUpload(t *testing.T) {
+	e := newEnv(t, volume.Config{QuietUpload: 10 * time.Millisecond, InlineMax: 1})
+	gate := make(chan struct{})
+	e.store.SetPutGate(gate)
+	_, h := e.create(volume.RootIno, "open")
+	defer h.Release()
+	e.write(h, make([]byte, 100<<10), 0)
+	// The send completes only when an upload's Put takes it: no flush, close or fsync
+	// asked for one.
+	select {
+	case gate <- struct{}{}:
+	case <-time.After(time.Minute):
+		t.Fatal("data of a quiet open file was not uploaded")
+	}
+	e.store.SetPutGate(nil)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -53,7 +54,30 @@ func newWriteback(v *Volume) *writeback {
 		w.wg.Add(1)
 		go w.worker()
 	}
+	w.wg.Add(1)
+	go w.sweep()
 	return w
+}
+
+// sweep queues every file with staged data now and then, so that files left open with
+// data staged are uploaded once they have been quiet for Config.QuietUpload.
+func (w *writeback) sweep() {
+	defer w.wg.Done()
+	t := time.NewTicker(w.v.cfg.QuietUpload / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		for f := range w.stagedF {
+			w.pending[f] = struct{}{}
+		}
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
 }
 
 // close stops the workers: running uploads are cancelled, their data stays staged.
@@ -337,7 +361,8 @@ func (v *Volume) planLocked(f *file) (*job, bool, error) {
 	if f.gone || f.planning || len(f.dirty) == 0 {
 		return nil, false, nil
 	}
-	final := f.writers.Load() == 0 || f.syncWait > 0 || v.wb.pressure()
+	final := f.writers.Load() == 0 || f.syncWait > 0 || v.wb.pressure() ||
+		time.Since(f.written) >= v.cfg.QuietUpload
 	if final && !f.busy() {
 		if ok, err := v.inlineLocked(f); err != nil || ok {
 			return nil, false, err
@@ -535,6 +560,19 @@ func (v *Volume) replay() error {
 	})
 	if err != nil {
 		return err
+	}
+	// Staging files without a journal entry hold writes that were never flushed before a
+	// crash: close(2) never returned for them, so they are dropped.
+	journalled := map[string]bool{}
+	for _, r := range recs {
+		journalled[filepath.Base(v.stagingPath(r.ino))] = true
+	}
+	if des, err := os.ReadDir(v.cfg.StagingDir); err == nil {
+		for _, de := range des {
+			if !journalled[de.Name()] {
+				os.Remove(filepath.Join(v.cfg.StagingDir, de.Name()))
+			}
+		}
 	}
 	for _, r := range recs {
 		st, err := os.OpenFile(v.stagingPath(r.ino), os.O_RDWR, 0)

@@ -1,11 +1,4 @@
-//go:build conformance
-
-// The conformance suite on libp2p is behind the "conformance" build tag until package
-// dht/store and swarm/swarmtest agree on what Stat.Used counts: the store reports the bytes
-// it charges against the quota (header and 4 KiB block rounding included), the suite wants
-// the fragments' payload bytes, so RoundTrip, PutIdempotent, DeleteFreesSpace, StatQuota and
-// Concurrent fail on that alone; every other check passes on both mocknet and TCP. Run it
-// with: go test -tags conformance -run Conformance ./dht/
+// The swarmtest conformance suite on libp2p: mocknet hosts and real TCP hosts on loopback.
 
 package dht
 

@@ -237,8 +237,11 @@ func (s *Server) serve(ctx context.Context, st network.Stream, start, deadline t
 	}
 	st.SetDeadline(deadline)
 	if req.op == opPut {
-		// Refuse early what cannot fit, before the payload crosses the network.
-		if free := s.st.Stat().Free(); int64(n) > free {
+		// Refuse early what cannot fit, before the payload crosses the network. A fragment
+		// the store already holds costs nothing more (the PUT only extends its lease), so
+		// a full donor still takes it.
+		_, held := s.st.Size(req.id)
+		if free := s.st.Stat().Free(); !held && int64(n) > free {
 			return reply(statusFull, "%d bytes free", free)
 		}
 	}

@@ -34,8 +34,9 @@ const (
 // Throughput is in MB/s (10^6 bytes) of fragment bytes moved, counted at the
 // swarm.Network boundary; latency is per chunk, median and p99. client-cores and
 // donor-cores are the CPU the client process and all donor processes used, in cores over
-// the wall time (the machine has 2). Every call starts its own donors, so -count gives
-// independent runs:
+// the wall time (the machine has 2); cpu-s/GB is their sum per 10^9 fragment bytes, a
+// figure that depends less on what else the machine runs. One call starts the donors;
+// -count repeats each sub-benchmark on them:
 //
 //	go test -run '^$' -bench BenchmarkPeers -benchtime 100x -count 3 -cpuprofile cpu.out ./integration
 func BenchmarkPeers(b *testing.B) {
@@ -157,8 +158,12 @@ func (m *measure) report(b *testing.B, lat []time.Duration) {
 		b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1e3, "p50-ms")
 		b.ReportMetric(float64(percentile(lat, 99).Microseconds())/1e3, "p99-ms")
 	}
-	b.ReportMetric((processCPU()-m.client).Seconds()/took.Seconds(), "client-cores")
-	b.ReportMetric((donorsCPU(m.ds)-m.donors).Seconds()/took.Seconds(), "donor-cores")
+	client, donors := processCPU()-m.client, donorsCPU(m.ds)-m.donors
+	b.ReportMetric(client.Seconds()/took.Seconds(), "client-cores")
+	b.ReportMetric(donors.Seconds()/took.Seconds(), "donor-cores")
+	if moved := put + get; moved > 0 {
+		b.ReportMetric((client+donors).Seconds()/(float64(moved)/1e9), "cpu-s/GB")
+	}
 	b.Logf("b.N %d in %v; load average before %s, after %s", b.N, took.Round(time.Millisecond), m.loadAtStart, loadAvg())
 }
 

@@ -6,6 +6,7 @@
 //
 // Environment:
 //
+//	SCATTER_BIN=path test this scatter binary instead of building cmd/scatter
 //	SCATTER_RACE=1   build the binary with -race (several times slower)
 //	SCATTER_BIG=512M size of TestBigFile's file (default 2G)
 //	SCATTER_FULL=1   TestRsync copies all of $(go env GOROOT)/src instead of a subset
@@ -39,6 +40,9 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if scatterBin = os.Getenv("SCATTER_BIN"); scatterBin != "" {
+		return m.Run()
+	}
 	scatterBin = filepath.Join(dir, "scatter")
 	args := []string{"build", "-o", scatterBin}
 	if os.Getenv("SCATTER_RACE") != "" {

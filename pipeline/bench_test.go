@@ -20,6 +20,7 @@ func BenchmarkWrite(b *testing.B) {
 	b.SetBytes(benchSize)
 	b.ReportAllocs()
 	chunks := 0
+	start := cpuTime()
 	for b.Loop() {
 		split.Reset(bytes.NewReader(in))
 		for {
@@ -36,6 +37,7 @@ func BenchmarkWrite(b *testing.B) {
 			chunks++
 		}
 	}
+	reportCPU(b, start, benchSize)
 	b.ReportMetric(float64(chunks)/float64(b.N), "chunks/op")
 }
 
@@ -61,6 +63,7 @@ func BenchmarkRead(b *testing.B) {
 	var sealed, out []byte
 	b.SetBytes(int64(len(plain)))
 	b.ReportAllocs()
+	start := cpuTime()
 	for b.Loop() {
 		sealed, _, err = c.Decode(sealed[:0], &ref, frags)
 		if err != nil {
@@ -71,6 +74,7 @@ func BenchmarkRead(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, start, int64(len(plain)))
 	if !bytes.Equal(out, plain) {
 		b.Fatal("read back other bytes")
 	}

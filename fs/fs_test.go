@@ -17,6 +17,11 @@ import (
 // It skips the test when this machine cannot mount FUSE.
 func mount(t *testing.T, cfg volume.Config) (string, *volume.Volume, *memchunks.Store) {
 	t.Helper()
+	return mountOpts(t, cfg, Options{})
+}
+
+func mountOpts(t *testing.T, cfg volume.Config, o Options) (string, *volume.Volume, *memchunks.Store) {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
 		t.Skip("FUSE tests need root and /dev/fuse")
 	}
@@ -30,7 +35,8 @@ func mount(t *testing.T, cfg volume.Config) (string, *volume.Volume, *memchunks.
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	srv, err := Mount(mnt, v, Options{Logger: cfg.Logger, Debug: os.Getenv("SCATTER_FUSE_DEBUG") != ""})
+	o.Logger, o.Debug = cfg.Logger, os.Getenv("SCATTER_FUSE_DEBUG") != ""
+	srv, err := Mount(mnt, v, o)
 	if err != nil {
 		v.Close()
 		t.Skipf("FUSE mount unavailable here: %v", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -171,5 +172,36 @@ func TestBigDirectory(t *testing.T) {
 	}
 	if len(names) != n {
 		t.Fatalf("listed %d entries, want %d", len(names), n)
+	}
+}
+
+// TestPermissions: the kernel enforces modes and ownership (default_permissions) for
+// other users, as on a local filesystem.
+func TestPermissions(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed")
+	}
+	mnt, _, _ := mountOpts(t, volume.Config{}, Options{AllowOther: true})
+	os.Chmod(mnt, 0o755)
+	os.Chmod(filepath.Dir(mnt), 0o755) // the test's temporary directory
+	// The mount point's parents must be searchable by the other user.
+	for d := filepath.Dir(mnt); d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s is not searchable by other users", d)
+		}
+	}
+	os.WriteFile(filepath.Join(mnt, "secret"), []byte("s"), 0o600)
+	os.WriteFile(filepath.Join(mnt, "public"), []byte("p"), 0o644)
+	as := func(args ...string) error {
+		return exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, args...)...).Run()
+	}
+	if err := as("cat", filepath.Join(mnt, "public")); err != nil {
+		t.Errorf("other user cannot read a 0644 file: %v", err)
+	}
+	if err := as("cat", filepath.Join(mnt, "secret")); err == nil {
+		t.Error("other user read a 0600 file")
+	}
+	if err := as("touch", filepath.Join(mnt, "new")); err == nil {
+		t.Error("other user created a file in a 0755 directory it does not own")
 	}
 }

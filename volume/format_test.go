@@ -194,3 +194,53 @@ func TestRanges(t *testing.T) {
 		t.Errorf("intersect: %v", got)
 	}
 }
+
+// FuzzRanges checks the span set against a bitmap over a small domain: every operation
+// leaves it sorted, disjoint, non-adjacent and equal to the model.
+func FuzzRanges(f *testing.F) {
+	f.Add([]byte{0, 10, 20, 1, 15, 5, 0, 40, 3})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		var r ranges
+		var model [256]bool
+		for len(ops) >= 3 {
+			op, a, n := ops[0]%2, int64(ops[1]), int64(ops[2]%64)
+			ops = ops[3:]
+			b := min(a+n, 256)
+			if op == 0 {
+				r.add(a, b)
+				for i := a; i < b; i++ {
+					model[i] = true
+				}
+			} else {
+				var want int64
+				for i := a; i < b; i++ {
+					if model[i] {
+						want++
+					}
+					model[i] = false
+				}
+				if got := r.remove(a, b); got != want {
+					t.Fatalf("remove [%d,%d) = %d, want %d", a, b, got, want)
+				}
+			}
+			var total int64
+			for i, s := range r {
+				if s.off >= s.end || (i > 0 && r[i-1].end >= s.off) {
+					t.Fatalf("bad set %v", r)
+				}
+			}
+			for i := range int64(256) {
+				in := r.overlap(i, i+1) == 1
+				if in != model[i] {
+					t.Fatalf("byte %d: set %v, model %v (%v)", i, in, model[i], r)
+				}
+				if in {
+					total++
+				}
+			}
+			if r.total() != total {
+				t.Fatalf("total %d, want %d", r.total(), total)
+			}
+		}
+	})
+}

@@ -683,3 +683,67 @@ func TestQuietUpload(t *testing.T) {
 	}
 	e.store.SetPutGate(nil)
 }
+
+func TestRenameCases(t *testing.T) {
+	e := newEnv(t, volume.Config{})
+	v := e.v
+	mk := func(parent uint64, name string) volume.Attr {
+		return must[volume.Attr](t)(v.Mkdir(ctx, parent, name, 0o755, 0, 0))
+	}
+	nlink := func(ino uint64) uint32 { return must[volume.Attr](t)(v.Getattr(ctx, ino)).Nlink }
+	a, b := mk(volume.RootIno, "a"), mk(volume.RootIno, "b")
+	mk(a.Ino, "x")
+	y := mk(b.Ino, "y")
+	mk(y.Ino, "inner")
+	// Exchange two directories across parents: link counts of the parents stay.
+	if err := v.Rename(ctx, a.Ino, "x", b.Ino, "y", volume.RenameExchange); err != nil {
+		t.Fatal(err)
+	}
+	if got := must[volume.Attr](t)(v.Lookup(ctx, a.Ino, "x")); got.Ino != y.Ino {
+		t.Errorf("exchange: a/x is %d, want %d", got.Ino, y.Ino)
+	}
+	if nlink(a.Ino) != 3 || nlink(b.Ino) != 3 {
+		t.Errorf("exchange: nlink a %d b %d, want 3 3", nlink(a.Ino), nlink(b.Ino))
+	}
+	// Exchange a directory with a file across parents.
+	f := must[volume.Attr](t)(v.Mknod(ctx, b.Ino, "f", syscall.S_IFREG|0o644, 0, 0, 0))
+	if err := v.Rename(ctx, a.Ino, "x", b.Ino, "f", volume.RenameExchange); err != nil {
+		t.Fatal(err)
+	}
+	if nlink(a.Ino) != 2 || nlink(b.Ino) != 4 {
+		t.Errorf("exchange dir/file: nlink a %d b %d, want 2 4", nlink(a.Ino), nlink(b.Ino))
+	}
+	// A directory cannot replace a non-empty one, nor a file.
+	if err := v.Rename(ctx, b.Ino, "y", b.Ino, "f", 0); !errors.Is(err, volume.ErrNotEmpty) {
+		t.Errorf("rename over a non-empty dir: %v", err)
+	}
+	if err := v.Rename(ctx, b.Ino, "y", a.Ino, "x", 0); !errors.Is(err, volume.ErrNotDir) {
+		t.Errorf("rename a dir over a file: %v", err)
+	}
+	// Over an empty directory: the replaced one is gone and counts drop.
+	mk(a.Ino, "empty")
+	if err := v.Rename(ctx, b.Ino, "y", a.Ino, "empty", 0); err != nil {
+		t.Fatal(err)
+	}
+	if nlink(a.Ino) != 3 || nlink(b.Ino) != 3 {
+		t.Errorf("rename over empty dir: nlink a %d b %d, want 3 3", nlink(a.Ino), nlink(b.Ino))
+	}
+	// Exchange needs both names; a missing source is ENOENT.
+	if err := v.Rename(ctx, a.Ino, "x", a.Ino, "nothing", volume.RenameExchange); !errors.Is(err, volume.ErrNotFound) {
+		t.Errorf("exchange with a missing name: %v", err)
+	}
+	if err := v.Rename(ctx, a.Ino, "nothing", b.Ino, "z", 0); !errors.Is(err, volume.ErrNotFound) {
+		t.Errorf("rename of a missing name: %v", err)
+	}
+	// Hard links: unlinking one name keeps the inode under the other.
+	must[volume.Attr](t)(v.Link(ctx, f.Ino, b.Ino, "f2"))
+	if err := v.Unlink(ctx, a.Ino, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if got := must[volume.Attr](t)(v.Lookup(ctx, b.Ino, "f2")); got.Ino != f.Ino || got.Nlink != 1 {
+		t.Errorf("after unlinking one link: %+v", got)
+	}
+	if _, err := v.ReadDir(ctx, f.Ino, 0, 10); !errors.Is(err, volume.ErrNotDir) {
+		t.Errorf("readdir of a file: %v", err)
+	}
+}

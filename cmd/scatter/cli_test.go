@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,4 +120,108 @@ func withStdin(t *testing.T, s string) {
 	old := os.Stdin
 	os.Stdin = f
 	t.Cleanup(func() { os.Stdin = old; f.Close() })
+}
+
+func TestVerbErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"status", "-nosuchflag"}, {"status", "extra"}, {"sync", "-timeout", "soon"},
+		{"mount"}, {"mount", "a", "b"}, {"mount", "-staging", "1M", "x"}, {"mount", "-k", "lots", "x"},
+		{"mount", "-log-level", "loud", t.TempDir()}, {"init", "-bogus"}, {"key", "export", "-bogus"},
+	} {
+		code, _, errs := scatter(t, args...)
+		if code != 2 || strings.Count(errs, "\n") != 1 || strings.Contains(errs, "goroutine") {
+			t.Errorf("scatter %q: exit %d, stderr %q; want exit 2 and one line", args, code, errs)
+		}
+	}
+}
+
+func TestMountErrors(t *testing.T) {
+	t.Setenv("SCATTER_TEST_CHEAP_KDF", "1")
+	dir := t.TempDir()
+	pw, wrong := filepath.Join(dir, "pw"), filepath.Join(dir, "wrong")
+	os.WriteFile(pw, []byte("right"), 0o600)
+	os.WriteFile(wrong, []byte("wrong"), 0o600)
+	cfg := filepath.Join(dir, "cfg")
+	if code, _, errs := scatter(t, "init", "-config", cfg, "-password-file", pw); code != 0 {
+		t.Fatal(errs)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	oneLine := func(name string, code int, errs, want string) {
+		t.Helper()
+		if code != 1 || !strings.Contains(errs, want) || strings.Count(errs, "\n") != 1 || strings.Contains(errs, "goroutine") {
+			t.Errorf("%s: exit %d, stderr %q; want exit 1 and one line with %q", name, code, errs, want)
+		}
+	}
+	code, _, errs := scatter(t, "mount", "-config", cfg, "-password-file", wrong, "-data", filepath.Join(dir, "d1"), mnt)
+	oneLine("wrong passphrase", code, errs, "wrong passphrase")
+	code, _, errs = scatter(t, "mount", "-config", cfg, "-password-file", pw, "-data", filepath.Join(dir, "d1"), filepath.Join(dir, "none"))
+	oneLine("missing mount point", code, errs, "mount point "+filepath.Join(dir, "none")+" does not exist")
+	code, _, errs = scatter(t, "mount", "-config", cfg, "-password-file", pw, "-data", filepath.Join(dir, "d1"), pw)
+	oneLine("file as mount point", code, errs, "is not a directory")
+
+	// A data directory locked by another process (here: this one) is refused before the
+	// passphrase is even read.
+	data := filepath.Join(dir, "d2")
+	os.Mkdir(data, 0o700)
+	unlock, err := lockDataDir(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	code, _, errs = scatter(t, "mount", "-config", cfg, "-data", data, mnt)
+	oneLine("data dir in use", code, errs, fmt.Sprintf("is in use by another scatter mount (pid %d)", os.Getpid()))
+}
+
+func TestFindMount(t *testing.T) {
+	const info = `22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+36 22 0:32 / /home/a\040b/Scatter rw,nosuid shared:9 - fuse.scatter scatter rw,user_id=0
+37 22 0:33 / /mnt/x rw - tmpfs tmpfs rw
+38 37 0:34 / /mnt/x rw - fuse.scatter scatter rw
+`
+	for dir, want := range map[string]string{
+		"/home/a b/Scatter": "fuse.scatter", "/mnt/x": "fuse.scatter", "/mnt": "", "/": "ext4", "/home/a\\040b/Scatter": "",
+	} {
+		got, err := findMount(bufio.NewScanner(strings.NewReader(info)), dir)
+		if err != nil || got != want {
+			t.Errorf("findMount(%q) = %q, %v; want %q", dir, got, err, want)
+		}
+	}
+}
+
+// Every verb's -h exits 0 and shows examples.
+func TestHelp(t *testing.T) {
+	for _, v := range verbs {
+		args := []string{v.name, "-h"}
+		if v.name == "key" {
+			args = []string{"key", "export", "-h"}
+		}
+		out := captureStderr(t, func() {
+			if code, _, _ := scatter(t, args...); code != 0 {
+				t.Errorf("scatter %q: exit %d", args, code)
+			}
+		})
+		if !strings.Contains(out, "examples:\n  ") || !strings.Contains(out, "usage: scatter "+v.name) {
+			t.Errorf("scatter %q help lacks usage or examples:\n%s", args, out)
+		}
+	}
+	if !strings.Contains(captureStderr(t, func() { scatter(t, "key", "-h") }), "scatter key export") {
+		t.Error("scatter key -h does not name the key commands")
+	}
+}
+
+// captureStderr returns what f writes to os.Stderr.
+func captureStderr(t *testing.T, f func()) string {
+	t.Helper()
+	tmp, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tmp.Close()
+	old := os.Stderr
+	os.Stderr = tmp
+	f()
+	os.Stderr = old
+	b, _ := os.ReadFile(tmp.Name())
+	return string(b)
 }

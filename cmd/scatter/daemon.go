@@ -15,26 +15,41 @@ import (
 )
 
 type daemonOptions struct {
+	configDir string
 	dir       string
 	quota     sizeFlag
 	bandwidth sizeFlag
 	listen    listFlag
 	bootstrap listFlag
 	readyFile string
-	verbose   bool
+	metrics   string
+	logFlags
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated.
-type listFlag []string
+type listFlag struct {
+	vals []string
+	// replace makes the next Set drop the values set so far: a value from the command
+	// line replaces, rather than adds to, a list from the config file or environment.
+	replace bool
+}
 
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
 func (l *listFlag) Set(v string) error {
+	if l.replace {
+		l.vals, l.replace = nil, false
+	}
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
+			l.vals = append(l.vals, s)
 		}
 	}
 	return nil
+}
+
+// registerConfigDir registers -config for verbs that read only config.toml from it.
+func registerConfigDir(fs *flag.FlagSet, dir *string) {
+	fs.StringVar(dir, "config", defaultConfigDir(), "configuration `directory` (holds config.toml)")
 }
 
 func defaultDataDir(sub string) string {
@@ -49,15 +64,27 @@ func defaultDataDir(sub string) string {
 
 func runDaemon(ctx context.Context, args []string, stdout io.Writer) error {
 	o := daemonOptions{quota: 10 << 30}
-	fs := newFlagSet("daemon", "[flags]")
+	fs := newFlagSet("daemon", "[flags]", `Donate disk space: run a donor node that stores other drives' fragments (only
+ciphertext: it cannot read them) up to -quota, and serves the DHT. It prints its
+address; mounts and other donors join through it with -bootstrap. Runs until
+SIGINT or SIGTERM. See docs/operations.md for a systemd unit.`,
+		"scatter daemon -quota 50G -listen /ip4/0.0.0.0/tcp/4001",
+		"scatter daemon -quota 20G -bandwidth 5M -bootstrap /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...",
+		"scatter daemon -dir /var/lib/scatter -ready-file /run/scatter/addrs -metrics 127.0.0.1:9464")
+	registerConfigDir(fs, &o.configDir)
+	o.logFlags.register(fs)
 	fs.StringVar(&o.dir, "dir", defaultDataDir("donor"), "data `directory`: identity key and fragment store")
 	fs.Var(&o.quota, "quota", "most disk space to donate (e.g. 500M, 20G)")
 	fs.Var(&o.bandwidth, "bandwidth", "cap on fragment bytes per second served and received (e.g. 10M); 0 for none")
 	fs.Var(&o.listen, "listen", "multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)")
 	fs.Var(&o.bootstrap, "bootstrap", "full multiaddr of a peer to join through (repeatable)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the node's addresses to this `file` once it serves (for scripts and tests)")
-	fs.BoolVar(&o.verbose, "v", false, "verbose logs")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this `address` (e.g. 127.0.0.1:9464)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := o.logFlags.setup()
+	if err != nil {
 		return err
 	}
 	if o.quota <= 0 {
@@ -68,25 +95,35 @@ func runDaemon(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	n, err := dht.New(ctx, dht.Config{
 		DataDir:     o.dir,
-		ListenAddrs: o.listen,
-		Bootstrap:   o.bootstrap,
+		ListenAddrs: o.listen.vals,
+		Bootstrap:   o.bootstrap.vals,
 		Mode:        dht.ModeServer,
-		Store:       store.Config{Quota: int64(o.quota), Logger: logger(o.verbose)},
-		Server:      dht.ServerConfig{Bandwidth: int(o.bandwidth), Logger: logger(o.verbose)},
-		Logger:      logger(o.verbose),
+		Store:       store.Config{Quota: int64(o.quota), Logger: log},
+		Server:      dht.ServerConfig{Bandwidth: int(o.bandwidth), Logger: log},
+		Logger:      log,
 	})
 	if err != nil {
 		return err
 	}
-	addrs := multiaddrLines(n)
-	fmt.Fprintf(stdout, "scatter donor %s, donating %s in %s\n", n.ID(), formatSize(int64(o.quota)), o.dir)
-	for _, a := range addrs {
-		fmt.Fprintln(stdout, "  ", a)
+	if o.metrics != "" {
+		m := newMeters()
+		m.nodeGauges(n)
+		stop, addr, err := m.serve(o.metrics)
+		if err != nil {
+			return errors.Join(err, n.Close())
+		}
+		defer stop()
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", addr)
 	}
+	addrs := multiaddrLines(n)
 	if o.readyFile != "" {
 		if err := writeFileAtomic(o.readyFile, []byte(strings.Join(addrs, "\n")+"\n")); err != nil {
 			return errors.Join(err, n.Close())
 		}
+	}
+	fmt.Fprintf(stdout, "scatter donor %s, donating %s in %s\n", n.ID(), formatSize(int64(o.quota)), o.dir)
+	for _, a := range addrs {
+		fmt.Fprintln(stdout, "  ", a)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping")

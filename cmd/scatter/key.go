@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,12 @@ type initOptions struct{ driveFlags }
 
 func runInit(_ context.Context, args []string, stdout io.Writer) error {
 	var o initOptions
-	fs := newFlagSet("init", "[flags]")
+	fs := newFlagSet("init", "[flags]", `Create a drive: a new random drive key, stored in the config directory under a
+passphrase (Argon2id), and printed once as a recovery key. Refuses to replace an
+existing drive key. (scatter mount creates a drive by itself on first use.)`,
+		"scatter init",
+		"scatter init -password-file ~/.config/scatter/passphrase",
+		"SCATTER_PASSWORD=... scatter init -config /etc/scatter")
 	o.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -53,7 +59,10 @@ func runKey(_ context.Context, args []string, stdout io.Writer) error {
 	var o keyOptions
 	switch args[0] {
 	case "export":
-		fs := newFlagSet("key export", "[flags]")
+		fs := newFlagSet("key export", "[flags]", `Print the drive key as a recovery key (asks for the passphrase). With it and
+scatter key import, another device opens the same drive.`,
+			"scatter key export",
+			"scatter key export -password-file pw > recovery-key.txt")
 		o.register(fs)
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -65,7 +74,10 @@ func runKey(_ context.Context, args []string, stdout io.Writer) error {
 		printRecoveryKey(stdout, s)
 		return nil
 	case "import":
-		fs := newFlagSet("key import", "[flags] < recovery-key.txt")
+		fs := newFlagSet("key import", "[flags] < recovery-key.txt", `Read a recovery key on standard input and store it as this device's drive key
+under a new passphrase. Refuses to replace an existing drive key.`,
+			"scatter key import < recovery-key.txt",
+			"scatter key import -config /tmp/other-device < recovery-key.txt")
 		o.register(fs)
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -79,6 +91,11 @@ func runKey(_ context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "Imported the drive key into %s.\n", o.keyFile())
 		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(os.Stderr, "usage: scatter key export [flags] | scatter key import [flags] < recovery-key.txt\n\n"+
+			"Export the drive key as a recovery key, or import one on another device.\n"+
+			"scatter key export -h and scatter key import -h show their flags and examples.\n")
+		return flag.ErrHelp
 	default:
 		return fmt.Errorf("%w: unknown key command %q (want export or import)", errUsage, args[0])
 	}

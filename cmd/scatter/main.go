@@ -11,9 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -26,13 +26,21 @@ type verb struct {
 	run           func(ctx context.Context, args []string, stdout io.Writer) error
 }
 
-var verbs = []verb{
-	{"init", "create a drive: a new drive key, protected by a passphrase", runInit},
-	{"key", "export the drive key as a recovery key, or import one", runKey},
-	{"mount", "mount the drive on a directory (creating the drive on first use)", runMount},
-	{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
-	{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
-	{"version", "print the version", runVersion},
+// verbs is set in init: the config file's reader checks table names against it, and
+// verbs reach the reader through their run functions.
+var verbs []verb
+
+func init() {
+	verbs = []verb{
+		{"init", "create a drive: a new drive key, protected by a passphrase", runInit},
+		{"key", "export the drive key as a recovery key, or import one", runKey},
+		{"mount", "mount the drive on a directory (creating the drive on first use)", runMount},
+		{"status", "show a running mount's peers, space, pending uploads and health", runStatus},
+		{"sync", "wait until everything written to a running mount is on peers", runSync},
+		{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
+		{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
+		{"version", "print the version", runVersion},
+	}
 }
 
 // errUsage marks an error in the command line: main prints it with the usage hint.
@@ -77,21 +85,32 @@ func usage(w io.Writer) {
 	for _, v := range verbs {
 		fmt.Fprintf(w, "  %-8s %s\n", v.name, v.summary)
 	}
-	fmt.Fprintln(w, "\nscatter <command> -h shows a command's flags.")
+	fmt.Fprintln(w, "\nscatter <command> -h shows a command's flags and examples.")
+	fmt.Fprintln(w, "Every flag can also be set in $SCATTER_<FLAG> or in config.toml in the config directory;")
+	fmt.Fprintln(w, "the command line wins over the environment, which wins over the file. See docs/operations.md.")
 }
 
-// newFlagSet returns a flag set for a verb whose errors return rather than exit.
-func newFlagSet(name, synopsis string) *flag.FlagSet {
+// newFlagSet returns a flag set for a verb whose errors return rather than exit. about
+// says what the verb does; examples are shell lines shown by -h.
+func newFlagSet(name, synopsis, about string, examples ...string) *flag.FlagSet {
 	fs := flag.NewFlagSet("scatter "+name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: scatter %s %s\n\nflags:\n", name, synopsis)
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: scatter %s %s\n\n%s\n", name, synopsis, strings.TrimSpace(about))
+		if len(examples) > 0 {
+			fmt.Fprintln(w, "\nexamples:")
+			for _, e := range examples {
+				fmt.Fprintf(w, "  %s\n", e)
+			}
+		}
+		fmt.Fprintln(w, "\nflags (also $SCATTER_<FLAG>, or config.toml; see scatter help):")
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args into fs, turning flag errors into usage errors, and refuses
-// positional arguments.
+// parseFlags applies the config file and environment to fs, parses args into it,
+// turning flag errors into usage errors, and refuses positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := parseFlagsLoose(fs, args); err != nil {
 		return err
@@ -104,6 +123,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 // parseFlagsLoose is parseFlags that leaves positional arguments to the caller.
 func parseFlagsLoose(fs *flag.FlagSet, args []string) error {
+	if err := applyLayers(fs, args); err != nil {
+		return err
+	}
+	return parseArgs(fs, args)
+}
+
+// parseArgs parses the command line args into fs.
+func parseArgs(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -116,19 +143,13 @@ func parseFlagsLoose(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// logger returns the process's logger: text on stderr, warnings and errors only unless
-// verbose.
-func logger(verbose bool) *slog.Logger {
-	level := slog.LevelWarn
-	if verbose {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
-
 func runVersion(_ context.Context, args []string, stdout io.Writer) error {
-	if err := parseFlags(newFlagSet("version", ""), args); err != nil {
+	fs := newFlagSet("version", "", "Print scatter's version.", "scatter version")
+	if err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	fmt.Fprintln(stdout, "scatter", version)
 	return nil

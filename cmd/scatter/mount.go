@@ -6,11 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/scatterfs/scatter/chunker"
+	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/dht"
 	"github.com/scatterfs/scatter/fs"
@@ -20,25 +26,50 @@ import (
 
 type mountOptions struct {
 	driveFlags
-	dataDir    string
-	staging    sizeFlag
-	cache      sizeFlag
-	k, m       int
-	bootstrap  listFlag
-	donors     int
-	donorQuota sizeFlag
-	allowOther bool
-	readyFile  string
-	verbose    bool
-	debugFUSE  bool
-	mountpoint string
+	logFlags
+	dataDir      string
+	staging      sizeFlag
+	cache        sizeFlag
+	k, m         int
+	bootstrap    listFlag
+	donors       int
+	donorQuota   sizeFlag
+	allowOther   bool
+	readyFile    string
+	debugFUSE    bool
+	metrics      string
+	flushTimeout time.Duration
+	mountpoint   string
 }
+
+const mountAbout = `Mount the drive on DIR and serve it until SIGINT (Ctrl-C) or SIGTERM, or until
+DIR is unmounted. The first mount creates the drive (a new drive key under your
+passphrase; the recovery key is printed once) and fixes its k+m.
+
+With no -bootstrap peers it starts a local swarm of donors in this process, on
+127.0.0.1 only: the data then stays on this machine, under the data directory.
+To scatter it over other devices, run scatter daemon there and mount with
+-bootstrap <address>.
+
+close(2) returns once data is staged on local disk and journalled; fsync(2), and
+scatter sync for the whole drive, return once it is on peers. At a clean
+unmount the mount waits up to -flush-timeout for staged data to reach peers,
+showing progress; what is still staged then (peers unreachable, say) stays
+journalled in the data directory and uploads at the next mount: nothing is lost.
+A second Ctrl-C stops waiting. While it runs, scatter status and scatter sync
+talk to it through a socket in the data directory.`
 
 func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	o := mountOptions{staging: 256 << 20, cache: 1 << 30, donorQuota: 1 << 30}
-	flags := newFlagSet("mount", "[flags] DIR")
-	o.register(flags)
-	flags.StringVar(&o.dataDir, "data", defaultDataDir("drive"), "state `directory`: metadata, staging, cache and the local swarm")
+	flags := newFlagSet("mount", "[flags] DIR", mountAbout,
+		"mkdir -p ~/Scatter && scatter mount ~/Scatter",
+		"scatter mount -password-file ~/.config/scatter/passphrase ~/Scatter",
+		"scatter mount -k 4 -m 2 -staging 1G ~/Scatter          # k+m at the first mount",
+		"scatter mount -bootstrap /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW... ~/Scatter",
+		"scatter mount -metrics 127.0.0.1:9464 -ready-file /run/scatter.ready ~/Scatter")
+	o.driveFlags.register(flags)
+	o.logFlags.register(flags)
+	flags.StringVar(&o.dataDir, "data", defaultDataDir("drive"), "state `directory`: metadata, staging, cache, control socket and the local swarm")
 	flags.Var(&o.staging, "staging", "most bytes waiting for upload on local disk; writes wait beyond it")
 	flags.Var(&o.cache, "cache", "most bytes of the local read cache")
 	flags.IntVar(&o.k, "k", chunker.DefaultDataShards, "data fragments per chunk (fixed when the drive is first mounted)")
@@ -48,13 +79,17 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.Var(&o.donorQuota, "local-quota", "disk each local donor may use")
 	flags.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount")
 	flags.StringVar(&o.readyFile, "ready-file", "", "write the mountpoint to this `file` once mounted (for scripts and tests)")
-	flags.BoolVar(&o.verbose, "v", false, "verbose logs")
 	flags.BoolVar(&o.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	flags.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this `address` (e.g. 127.0.0.1:9464)")
+	flags.DurationVar(&o.flushTimeout, "flush-timeout", time.Minute, "at unmount, how long to wait for staged data to reach peers (0: do not wait)")
+	if err := applyLayers(flags, args); err != nil {
+		return err
+	}
 	// Flags may follow the mountpoint, as in mount(8).
 	var positional []string
 	rest := args
 	for {
-		if err := parseFlagsLoose(flags, rest); err != nil {
+		if err := parseArgs(flags, rest); err != nil {
 			return err
 		}
 		if flags.NArg() == 0 {
@@ -67,21 +102,20 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: want exactly one mount point", errUsage)
 	}
 	o.mountpoint = positional[0]
-	if fi, err := os.Stat(o.mountpoint); err != nil || !fi.IsDir() {
-		return fmt.Errorf("mount point %s is not a directory", o.mountpoint)
-	}
 	if o.staging < 4<<20 {
 		return fmt.Errorf("%w: -staging must be at least 4M", errUsage)
 	}
-	log := logger(o.verbose)
-	slog.SetDefault(log)
-
-	keys, err := o.drive(stdout)
+	if o.flushTimeout < 0 {
+		return fmt.Errorf("%w: -flush-timeout is negative", errUsage)
+	}
+	log, err := o.logFlags.setup()
 	if err != nil {
 		return err
 	}
-	shape, err := o.settings()
-	if err != nil {
+	if err := checkMountpoint(o.mountpoint); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return err
 	}
 
@@ -93,19 +127,33 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 	}()
+	unlock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, unlock)
 
-	boot := []string(o.bootstrap)
+	keys, err := o.drive(stdout)
+	if err != nil {
+		return err
+	}
+	shape, err := o.settings()
+	if err != nil {
+		return err
+	}
+
+	boot, localDonors := o.bootstrap.vals, 0
 	if len(boot) == 0 {
-		n := o.donors
-		if n == 0 {
-			n = shape.K + shape.M + 2
+		localDonors = o.donors
+		if localDonors == 0 {
+			localDonors = shape.K + shape.M + 2
 		}
 		fmt.Fprintf(stdout, "No peers configured: starting a local swarm of %d donors (%s each) on 127.0.0.1.\n"+
 			"Your data stays on this machine, in %s. To scatter it over other devices, run\n"+
 			"`scatter daemon` on them and mount with -bootstrap <their address>.\n",
-			n, formatSize(int64(o.donorQuota)), filepath.Join(o.dataDir, "swarm"))
+			localDonors, formatSize(int64(o.donorQuota)), filepath.Join(o.dataDir, "swarm"))
 		local, err := dht.StartLocal(ctx, dht.LocalConfig{
-			Dir: filepath.Join(o.dataDir, "swarm"), Donors: n, Quota: int64(o.donorQuota), Logger: log,
+			Dir: filepath.Join(o.dataDir, "swarm"), Donors: localDonors, Quota: int64(o.donorQuota), Logger: log,
 		})
 		if err != nil {
 			return err
@@ -122,10 +170,12 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	closers = append(closers, node.Close)
-	net, err := dht.NewNetwork(node, dht.NetworkConfig{})
+	dnet, err := dht.NewNetwork(node, dht.NetworkConfig{})
 	if err != nil {
 		return err
 	}
+	m := newMeters()
+	net := &meteredNetwork{Network: dnet, m: m}
 	store, err := pipeline.NewStore(net, keys, pipeline.Config{K: shape.K, M: shape.M})
 	if err != nil {
 		return err
@@ -133,11 +183,30 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	vol, err := volume.Open(volume.Config{
 		Dir: filepath.Join(o.dataDir, "volume"), StagingMax: int64(o.staging), CacheMax: int64(o.cache),
 		Logger: log, RootUID: uint32(os.Getuid()), RootGID: uint32(os.Getgid()),
-	}, store)
+	}, &meteredChunks{Store: store, m: m})
 	if err != nil {
 		return err
 	}
 	closers = append(closers, vol.Close)
+	m.volumeGauges(vol, int64(o.staging), int64(o.cache))
+	m.nodeGauges(node)
+	if o.metrics != "" {
+		stop, addr, err := m.serve(o.metrics)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
+		fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
+	}
+	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), &mountControl{
+		mountpoint: o.mountpoint, dataDir: o.dataDir, shape: shape, localDonors: localDonors,
+		stagingMax: int64(o.staging), cacheMax: int64(o.cache), key: keys.Public, net: net, vol: vol, m: m,
+	}, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, ctl.Close)
+
 	srv, err := fs.Mount(o.mountpoint, vol, fs.Options{AllowOther: o.allowOther, Debug: o.debugFUSE, Logger: log})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", o.mountpoint, err)
@@ -150,12 +219,15 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		default:
 		}
-		err := srv.Unmount()
+		// Only on an early return: the signal path below unmounts first.
+		if err := srv.Unmount(); err != nil {
+			return errors.Join(err, unix.Unmount(o.mountpoint, unix.MNT_DETACH))
+		}
 		<-unmounted
-		return err
+		return nil
 	})
-	fmt.Fprintf(stdout, "Mounted the drive on %s (k+m = %d+%d). Stop with Ctrl-C or `umount %s`.\n",
-		o.mountpoint, shape.K, shape.M, o.mountpoint)
+	fmt.Fprintf(stdout, "Mounted the drive on %s (k+m = %d+%d). `scatter status` shows peers and uploads;\n"+
+		"stop with Ctrl-C or `umount %s`.\n", o.mountpoint, shape.K, shape.M, o.mountpoint)
 	if o.readyFile != "" {
 		if err := writeFileAtomic(o.readyFile, []byte(o.mountpoint+"\n")); err != nil {
 			return err
@@ -163,11 +235,88 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(stdout, "Unmounting…")
+		fmt.Fprintf(stdout, "Unmounting %s…\n", o.mountpoint)
+		if err := unmountBusy(srv, o.mountpoint, unmounted, stdout); err != nil {
+			fmt.Fprintln(stdout, err)
+		}
 	case <-unmounted:
-		fmt.Fprintln(stdout, "Unmounted.")
+		fmt.Fprintf(stdout, "%s was unmounted.\n", o.mountpoint)
 	}
+	flushStaged(vol, m, stdout, o.flushTimeout, filepath.Join(o.dataDir, "volume"))
+	fmt.Fprintln(stdout, "Unmounted.")
 	return nil
+}
+
+// unmountBusy unmounts the FUSE server, retrying while the mount point is busy (a
+// process has a file or its working directory there); a second signal detaches it
+// lazily instead (processes still using it then get errors once this process exits).
+func unmountBusy(srv *fuse.Server, dir string, unmounted <-chan struct{}, stdout io.Writer) error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	told := false
+	for {
+		err := srv.Unmount()
+		if err == nil {
+			<-unmounted
+			return nil
+		}
+		if !told {
+			fmt.Fprintf(stdout, "%s is busy (%v): close the files open there and leave the directory;\n"+
+				"waiting. Ctrl-C again detaches it now.\n", dir, err)
+			told = true
+		}
+		select {
+		case <-sig:
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("detach %s: %w", dir, err)
+			}
+			return fmt.Errorf("detached %s: processes still using it get errors once scatter exits", dir)
+		case <-unmounted:
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// flushStaged waits up to timeout for the data staged in vol to reach the peers, showing
+// progress; a signal stops the wait. What is left stays journalled for the next mount.
+func flushStaged(vol *volume.Volume, m *meters, stdout io.Writer, timeout time.Duration, dir string) {
+	bytes, files := vol.Pending()
+	if bytes == 0 {
+		return
+	}
+	if timeout == 0 {
+		fmt.Fprintf(stdout, "%s in %d files stay staged in %s and upload at the next mount.\n", formatBytes(bytes), files, dir)
+		return
+	}
+	fmt.Fprintf(stdout, "Uploading %s staged in %d files to peers (waiting up to %v; Ctrl-C stops waiting)…\n",
+		formatBytes(bytes), files, timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-stop:
+		}
+	}()
+	bar := newProgressBar(stdout)
+	err := syncVolume(ctx, vol, m, bar.update)
+	bar.done()
+	if err == nil {
+		fmt.Fprintln(stdout, "All staged data is on peers.")
+		return
+	}
+	bytes, files = vol.Pending()
+	fmt.Fprintf(stdout, "Stopped waiting: %s in %d files stay staged in %s. Nothing is lost: the data is journalled\n"+
+		"and uploads at the next mount. If this keeps happening, the peers are unreachable or full (see scatter status).\n",
+		formatBytes(bytes), files, dir)
 }
 
 // drive opens the drive's keys, creating the drive first if this config has none: the

@@ -10,22 +10,33 @@ import (
 )
 
 type swarmOptions struct {
+	configDir string
 	dir       string
 	donors    int
 	quota     sizeFlag
 	readyFile string
-	verbose   bool
+	logFlags
 }
 
 func runSwarm(ctx context.Context, args []string, stdout io.Writer) error {
 	o := swarmOptions{quota: 1 << 30}
-	fs := newFlagSet("swarm", "[flags]")
+	fs := newFlagSet("swarm", "[flags]", `Run N donors in this process, listening on 127.0.0.1 only, for experiments and
+tests: the data stays on this machine. Prints the address to join with
+-bootstrap. A second start with the same -dir brings back the same donors and
+fragments. Runs until SIGINT or SIGTERM.`,
+		"scatter swarm -n 12",
+		"scatter mount -bootstrap $(head -1 swarm.addrs) ~/Scatter   # after: scatter swarm -ready-file swarm.addrs")
+	registerConfigDir(fs, &o.configDir)
+	o.logFlags.register(fs)
 	fs.StringVar(&o.dir, "dir", defaultDataDir("swarm"), "`directory` holding one data directory per donor")
 	fs.IntVar(&o.donors, "n", 14, "number of donors")
 	fs.Var(&o.quota, "quota", "disk space each donor donates (e.g. 1G)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the donors' addresses to this `file` once all serve")
-	fs.BoolVar(&o.verbose, "v", false, "verbose logs")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := o.logFlags.setup()
+	if err != nil {
 		return err
 	}
 	if o.donors <= 0 || o.donors > 256 {
@@ -35,7 +46,7 @@ func runSwarm(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: -quota must be above 0", errUsage)
 	}
 	l, err := dht.StartLocal(ctx, dht.LocalConfig{
-		Dir: o.dir, Donors: o.donors, Quota: int64(o.quota), Logger: logger(o.verbose),
+		Dir: o.dir, Donors: o.donors, Quota: int64(o.quota), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -4,8 +4,8 @@
 //
 // A client sends one request, a JSON object on one line of at most MaxRequest bytes; the
 // server answers with JSON lines: zero or more progress lines, then one final line (a
-// status, done, or an error), and closes the connection. See docs/format.md, "Control
-// socket". The server side is in Server, the client side in Client.
+// status, done, or an error), and closes the connection. See docs/operations.md, "The
+// control socket". The server side is in Server, the client side in Client.
 package control
 
 import (

@@ -388,3 +388,66 @@ func TestStatusSyncNotRunning(t *testing.T) {
 		t.Error("status on a cancelled context succeeded")
 	}
 }
+
+// TestUnmountFlush: at SIGTERM a mount whose peers cannot take the data (one donor, where
+// a chunk needs k+m = 3) waits -flush-timeout with progress, then says the data stays
+// staged. The next mount (a local swarm this time) uploads it from the journal.
+func TestUnmountFlush(t *testing.T) {
+	needFUSE(t)
+	u := newUser(t)
+	mnt := filepath.Join(u.home, "mnt")
+	os.Mkdir(mnt, 0o755)
+	t.Cleanup(func() {
+		if isMounted(t, mnt) {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	pw := filepath.Join(u.home, "pw")
+	os.WriteFile(pw, []byte("pw"), 0o600)
+	ready := filepath.Join(u.home, "donor.addrs")
+	d := u.start("daemon", "-dir", filepath.Join(u.home, "donor"), "-quota", "64M", "-ready-file", ready)
+	d.waitFor(`scatter donor`)
+	addrs, err := os.ReadFile(ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := strings.Fields(string(addrs))[0]
+
+	p := u.start("mount", "-password-file", pw, "-k", "2", "-m", "1", "-bootstrap", boot, "-flush-timeout", "2s", mnt)
+	p.waitFor(`Mounted the drive on`)
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(mnt, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, p.output())
+	}
+	p.waitFor(`Uploading 1\.0 MiB staged in 1 files to peers`)
+	p.waitFor(`Stopped waiting: 1\.0 MiB in 1 files stay staged in .*Nothing is lost`)
+	if isMounted(t, mnt) {
+		t.Fatal("still mounted")
+	}
+	d.stop(syscall.SIGTERM)
+
+	p = u.start("mount", "-password-file", pw, mnt)
+	p.waitFor(`starting a local swarm of 5 donors`)
+	p.waitFor(`Mounted the drive on`)
+	if code, out, errs := u.run("sync"); code != 0 {
+		t.Fatalf("sync: exit %d %s %s", code, out, errs)
+	}
+	code, out, errs := u.run("status", "-json")
+	var st control.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("status: exit %d %s %s", code, out, errs)
+	}
+	if st.Pending.Bytes != 0 || st.Health == nil || st.Health.Chunks == 0 || st.Health.Complete != st.Health.Chunks {
+		t.Fatalf("the journalled data did not reach the new peers:\n%s", out)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v", err)
+	}
+	if err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+}

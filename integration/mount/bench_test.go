@@ -1,0 +1,122 @@
+package mount_test
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestBenchMounted measures the "Mounted drive" figures of docs/benchmarks.md: a sequential
+// write (dd bs=1M conv=fsync) and a cold sequential read of a big file through a mount
+// served by 12 local donors, beside the same on a plain directory of the same disk, and
+// `rsync -a` of Go's whole source tree into each. It only runs with SCATTER_BENCH=1
+// (size: SCATTER_BENCH_SIZE, default 2G):
+//
+//	SCATTER_BENCH=1 go test ./integration/mount -run TestBenchMounted -v -timeout 30m
+func TestBenchMounted(t *testing.T) {
+	if os.Getenv("SCATTER_BENCH") == "" {
+		t.Skip("set SCATTER_BENCH=1 to measure the mounted drive")
+	}
+	needTool(t, "dd", "rsync")
+	size := int64(2 << 30)
+	if v := os.Getenv("SCATTER_BENCH_SIZE"); v != "" {
+		var err error
+		if size, err = parseSize(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("load average at start: %s", loadavg())
+	plain := t.TempDir()
+	src := filepath.Join(t.TempDir(), "src.bin")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, pattern(9, size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mb := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+	timed := func(name string, args ...string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		run(t, "", name, args...)
+		return time.Since(start)
+	}
+
+	// Plain directory: the page cache holds src, as for the mount.
+	wPlain := timed("dd", "if="+src, "of="+filepath.Join(plain, "big"), "bs=1M", "conv=fsync", "status=none")
+	dropPageCache(t, plain)
+	rPlain := timed("dd", "if="+filepath.Join(plain, "big"), "of=/dev/null", "bs=1M", "status=none")
+	t.Logf("plain dir: write %.0f MB/s (%v), cold read %.0f MB/s (%v); load %s",
+		mb(wPlain), wPlain.Round(time.Millisecond), mb(rPlain), rPlain.Round(time.Millisecond), loadavg())
+
+	d := newDrive(t, "-local-donors", "12")
+	d.start()
+	samp := sampleDisk(d)
+	wMount := timed("dd", "if="+src, "of="+d.path("big"), "bs=1M", "conv=fsync", "status=none")
+	samp.done()
+	peakW := samp.peakBoth
+	d.stop()
+	emptyDir(t, d.cacheDir())
+	// Cold on this side too: the donors' fragment files leave the page cache.
+	dropPageCache(t, filepath.Join(d.data, "scatter", "drive", "swarm"))
+	d.start()
+	samp = sampleDisk(d)
+	rMount := timed("dd", "if="+d.path("big"), "of=/dev/null", "bs=1M", "status=none")
+	samp.done()
+	peakR := samp.peakBoth
+	t.Logf("mount, 12 donors, -staging 256M -cache 1G: write %.0f MB/s (%v, peak staging+cache %.0f MiB), cold read %.0f MB/s (%v, peak %.0f MiB); load %s",
+		mb(wMount), wMount.Round(time.Millisecond), float64(peakW)/(1<<20),
+		mb(rMount), rMount.Round(time.Millisecond), float64(peakR)/(1<<20), loadavg())
+
+	goSrc := filepath.Join(runtime.GOROOT(), "src")
+	rsPlain := timed("rsync", "-a", goSrc+"/", filepath.Join(plain, "gosrc")+"/")
+	samp = sampleDisk(d)
+	rsMount := timed("rsync", "-a", goSrc+"/", d.path("gosrc")+"/")
+	samp.done()
+	t.Logf("rsync -a of %s: plain dir %.1f s, mount %.1f s (peak staging+cache %.0f MiB); load %s",
+		goSrc, rsPlain.Seconds(), rsMount.Seconds(), float64(samp.peakBoth)/(1<<20), loadavg())
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// dropPageCache writes back and evicts the page cache of every file under dir, so the next
+// read comes from the disk, without dropping the whole machine's caches.
+func dropPageCache(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", p, err)
+		}
+		return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/swarm"
 )
 
 // Shape of BenchmarkPeers.
@@ -61,7 +64,7 @@ func BenchmarkPeers(b *testing.B) {
 		return buf
 	}
 
-	b.Run("Put", func(b *testing.B) {
+	put := func(b *testing.B, st *pipeline.Store, net *countingNet) {
 		m := startMeasure(net, ds)
 		b.SetParallelism(benchParallelism)
 		b.RunParallel(func(pb *testing.PB) {
@@ -75,6 +78,17 @@ func BenchmarkPeers(b *testing.B) {
 			}
 		})
 		m.report(b, nil)
+	}
+	b.Run("Put", func(b *testing.B) { put(b, st, net) })
+	// An experiment, not the data path as built: the same Puts with Candidates answered
+	// from a cache refreshed once a second, to show what the DHT lookup per chunk costs.
+	b.Run("PutCachedCandidates", func(b *testing.B) {
+		cnet := &countingNet{Network: &cachedCandidates{Network: nw, maxAge: time.Second}}
+		cst, err := pipeline.NewStore(cnet, testKeys(), pipeline.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		put(b, cst, cnet)
 	})
 
 	refs := make([]pipeline.Ref, benchReadChunks)
@@ -131,6 +145,8 @@ type measure struct {
 	net            *countingNet
 	ds             []*daemon
 	put, get       int64
+	cands          int64 // Candidates calls
+	candTime       int64 // nanoseconds in Candidates
 	start          time.Time
 	client, donors time.Duration
 	loadAtStart    string
@@ -138,6 +154,7 @@ type measure struct {
 
 func startMeasure(net *countingNet, ds []*daemon) *measure {
 	m := &measure{net: net, ds: ds, put: net.putBytes.Load(), get: net.getBytes.Load(),
+		cands: net.cands.Load(), candTime: net.candTime.Load(),
 		client: processCPU(), donors: donorsCPU(ds), loadAtStart: loadAvg()}
 	m.start = time.Now()
 	return m
@@ -153,6 +170,10 @@ func (m *measure) report(b *testing.B, lat []time.Duration) {
 	}
 	if get > 0 {
 		b.ReportMetric(mbps(get, took), "get-MB/s")
+	}
+	if n := m.net.cands.Load() - m.cands; n > 0 {
+		// Every Put asks for candidates: a DHT lookup and STAT refreshes.
+		b.ReportMetric(float64(m.net.candTime.Load()-m.candTime)/float64(n)/1e6, "candidates-ms")
 	}
 	if lat != nil {
 		b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1e3, "p50-ms")
@@ -191,4 +212,28 @@ func loadAvg() string {
 		return f[0]
 	}
 	return "?"
+}
+
+// cachedCandidates answers Candidates from the last answer for up to maxAge, whatever the
+// key: with as many donors as fragments per chunk every answer is the same set anyway.
+type cachedCandidates struct {
+	swarm.Network
+	maxAge time.Duration
+
+	mu   sync.Mutex
+	at   time.Time
+	last []swarm.Peer
+}
+
+func (c *cachedCandidates) Candidates(ctx context.Context, key []byte, n int) ([]swarm.Peer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil || time.Since(c.at) > c.maxAge {
+		ps, err := c.Network.Candidates(ctx, key, n)
+		if err != nil {
+			return nil, err
+		}
+		c.last, c.at = ps, time.Now()
+	}
+	return slices.Clone(c.last[:min(n, len(c.last))]), nil
 }

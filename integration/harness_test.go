@@ -304,6 +304,8 @@ type countingNet struct {
 	swarm.Network
 	putBytes, getBytes atomic.Int64
 	puts, gets         atomic.Int64
+	cands              atomic.Int64 // Candidates calls
+	candTime           atomic.Int64 // nanoseconds spent in them
 
 	// spread reports every candidate with an unknown latency, so that placement ranks
 	// them by free space only and spreads fragments evenly over all donors. On one
@@ -315,7 +317,10 @@ type countingNet struct {
 }
 
 func (c *countingNet) Candidates(ctx context.Context, key []byte, n int) ([]swarm.Peer, error) {
+	start := time.Now()
 	ps, err := c.Network.Candidates(ctx, key, n)
+	c.candTime.Add(int64(time.Since(start)))
+	c.cands.Add(1)
 	if c.spread {
 		for i := range ps {
 			ps[i].Latency = 0

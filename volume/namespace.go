@@ -148,8 +148,8 @@ func (v *Volume) create(parent uint64, name string, a Attr) (Attr, error) {
 	now := time.Now()
 	a.Atime, a.Mtime, a.Ctime = now, now, now
 	var out Attr
-	err := v.db.Batch(func(tx *bolt.Tx) error {
-		out = a // Batch may run this function twice
+	err := v.commit.do(func(tx *bolt.Tx) error {
+		out = a // this function may run twice
 		return newInode(tx, parent, name, &out)
 	})
 	return out, err
@@ -182,7 +182,7 @@ func (v *Volume) Symlink(ctx context.Context, parent uint64, name, target string
 	}
 	now := time.Now()
 	var out Attr
-	err := v.db.Batch(func(tx *bolt.Tx) error {
+	err := v.commit.do(func(tx *bolt.Tx) error {
 		out = Attr{Mode: syscall.S_IFLNK | 0o777, Nlink: 1, UID: uid, GID: gid, Size: int64(len(target)), Atime: now, Mtime: now, Ctime: now}
 		if err := newInode(tx, parent, name, &out); err != nil {
 			return err
@@ -223,7 +223,7 @@ func (v *Volume) Link(ctx context.Context, ino, parent uint64, name string) (Att
 	}
 	now := time.Now()
 	var out Attr
-	err := v.db.Batch(func(tx *bolt.Tx) error {
+	err := v.commit.do(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if err != nil {
 			return err
@@ -329,7 +329,7 @@ func (v *Volume) remove(parent uint64, name string, dir bool) error {
 	}
 	now := time.Now()
 	var deleted []uint64
-	err := v.db.Batch(func(tx *bolt.Tx) error {
+	err := v.commit.do(func(tx *bolt.Tx) error {
 		deleted = nil
 		d, ok, err := getDirent(tx, parent, name)
 		if err != nil {
@@ -407,7 +407,7 @@ func (v *Volume) Rename(ctx context.Context, parent uint64, name string, newPare
 	}
 	now := time.Now()
 	var deleted []uint64
-	err := v.db.Batch(func(tx *bolt.Tx) error {
+	err := v.commit.do(func(tx *bolt.Tx) error {
 		deleted = nil
 		src, ok, err := getDirent(tx, parent, name)
 		if err != nil {
@@ -626,7 +626,7 @@ func (v *Volume) Setattr(ctx context.Context, ino uint64, s SetAttr) (Attr, erro
 		defer f.mu.Unlock()
 	}
 	var out Attr
-	err := v.db.Batch(func(tx *bolt.Tx) error {
+	err := v.commit.do(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if err != nil {
 			return err
@@ -691,7 +691,7 @@ func (v *Volume) SetXattr(ctx context.Context, ino uint64, name string, val []by
 		return fmt.Errorf("xattr value of %d bytes: %w", len(val), ErrTooBig)
 	}
 	now := time.Now()
-	return v.db.Batch(func(tx *bolt.Tx) error {
+	return v.commit.do(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if err != nil {
 			return err
@@ -732,7 +732,7 @@ func (v *Volume) ListXattr(ctx context.Context, ino uint64) ([]string, error) {
 
 // RemoveXattr removes extended attribute name.
 func (v *Volume) RemoveXattr(ctx context.Context, ino uint64, name string) error {
-	return v.db.Batch(func(tx *bolt.Tx) error {
+	return v.commit.do(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, ino); err != nil {
 			return err
 		}

@@ -187,6 +187,7 @@ type Volume struct {
 	log    *slog.Logger
 	wb     *writeback
 	reads  *reader
+	commit committer // namespace operations
 	locks  lockTable
 
 	mu    sync.Mutex       // guards files; a leaf lock (never held while taking another)
@@ -237,15 +238,13 @@ func Open(cfg Config, chunks Chunks) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume: open metadata: %w", err)
 	}
-	// Namespace operations go through Batch: with no delay a lone operation commits at
-	// once, and operations arriving while a commit is syncing share the next one.
-	db.MaxBatchDelay = 0
 	c, err := cache.Open(cfg.CacheDir, cfg.CacheMax)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("volume: %w", err)
 	}
 	v := &Volume{cfg: cfg, db: db, chunks: chunks, cache: c, log: cfg.Logger, files: map[uint64]*file{}}
+	v.commit.db = db
 	if err := v.init(); err != nil {
 		db.Close()
 		return nil, err

@@ -747,3 +747,45 @@ func TestRenameCases(t *testing.T) {
 		t.Errorf("readdir of a file: %v", err)
 	}
 }
+
+// TestConcurrentNamespace: concurrent operations, some failing, share commits and each
+// gets its own result.
+func TestConcurrentNamespace(t *testing.T) {
+	e := newEnv(t, volume.Config{})
+	const workers, per = 16, 40
+	errs := make(chan error, workers*per)
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range per {
+				// Every name is created twice: one of the two must fail with ErrExist.
+				name := fmt.Sprintf("f%d", (w/2)*per+i)
+				_, err := e.v.Mknod(ctx, volume.RootIno, name, syscall.S_IFREG|0o644, 0, 0, 0)
+				errs <- err
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(errs)
+	var ok, exist int
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, volume.ErrExist):
+			exist++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok != workers*per/2 || exist != workers*per/2 {
+		t.Errorf("%d created, %d ErrExist; want %d of each", ok, exist, workers*per/2)
+	}
+	page := must[[]volume.DirEntry](t)(e.v.ReadDir(ctx, volume.RootIno, 0, 10000))
+	if len(page) != workers*per/2 {
+		t.Errorf("directory holds %d entries, want %d", len(page), workers*per/2)
+	}
+}

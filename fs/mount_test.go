@@ -161,8 +161,20 @@ func TestBigDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 1000
-	for i := range n {
-		if _, err := v.Mknod(ctx, d.Ino, fmt.Sprintf("entry-%06d", i), syscall.S_IFREG|0o644, 0, 0, 0); err != nil {
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := w; i < n; i += 8 {
+				if _, err := v.Mknod(ctx, d.Ino, fmt.Sprintf("entry-%06d", i), syscall.S_IFREG|0o644, 0, 0, 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -214,11 +214,7 @@ func TestNamespace(t *testing.T) {
 func TestReadDirPaging(t *testing.T) {
 	e := newEnv(t, volume.Config{})
 	const n = 1000
-	for i := range n {
-		if _, err := e.v.Mknod(ctx, volume.RootIno, fmt.Sprintf("f%05d", i), syscall.S_IFREG|0o644, 0, 0, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mknodAll(t, e.v, volume.RootIno, n)
 	seen := map[string]int{}
 	var cookie uint64
 	pages := 0
@@ -787,5 +783,28 @@ func TestConcurrentNamespace(t *testing.T) {
 	page := must[[]volume.DirEntry](t)(e.v.ReadDir(ctx, volume.RootIno, 0, 10000))
 	if len(page) != workers*per/2 {
 		t.Errorf("directory holds %d entries, want %d", len(page), workers*per/2)
+	}
+}
+
+// mknodAll creates files f00000... in dir from several goroutines (sharing commits).
+func mknodAll(t *testing.T, v *volume.Volume, dir uint64, n int) {
+	t.Helper()
+	const workers = 8
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := w; i < n; i += workers {
+				if _, err := v.Mknod(ctx, dir, fmt.Sprintf("f%05d", i), syscall.S_IFREG|0o644, 0, 0, 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

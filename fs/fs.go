@@ -35,7 +35,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Mount mounts v on dir and returns the serving server; Unmount it to stop.
+// Mount mounts v on dir and returns the serving server. Unmount the server before
+// closing v: requests in flight use the volume until the kernel lets go. Serving and
+// using the mount from one process can deadlock (go-fuse's warning): the process that
+// mounts should not also be the one reading and writing it.
 func Mount(dir string, v *volume.Volume, o Options) (*fuse.Server, error) {
 	if o.FsName == "" {
 		o.FsName = "scatter"

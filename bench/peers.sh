@@ -8,7 +8,7 @@
 # categories (bench/cpu-categories.awk), donors-activities.txt by what the stacks were
 # doing (bench/stacks.py).
 #
-#   bench/peers.sh                      # -benchtime 100x -count 3
+#   bench/peers.sh                      # -benchtime 200x -count 3
 #   PERF=1 COUNT=1 bench/peers.sh       # with perf sampling of the donor processes
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ else
 	go build -o "$out/scatter" ./cmd/scatter
 fi
 export SCATTER_INTEGRATION_BIN="$out/scatter"
-set -- go test -run '^$' -bench "${BENCH:-BenchmarkPeers}" -benchtime "${BENCHTIME:-100x}" -count "${COUNT:-3}" \
+set -- go test -run '^$' -bench "${BENCH:-BenchmarkPeers}" -benchtime "${BENCHTIME:-200x}" -count "${COUNT:-3}" \
 	-cpuprofile "$out/client.pprof" -o "$out/integration.test" ./integration
 echo "load before: $(cat /proc/loadavg)" | tee "$out/load.txt"
 if [ "${PERF:-0}" = 1 ]; then

@@ -36,9 +36,9 @@ type Options struct {
 }
 
 // Mount mounts v on dir and returns the serving server. Unmount the server before
-// closing v: requests in flight use the volume until the kernel lets go. Serving and
-// using the mount from one process can deadlock (go-fuse's warning): the process that
-// mounts should not also be the one reading and writing it.
+// closing v: requests in flight use the volume until the kernel lets go. The serving
+// process may use the mount itself (the tests do), but never from inside a request: a
+// filesystem method that touches the mount waits for itself.
 func Mount(dir string, v *volume.Volume, o Options) (*fuse.Server, error) {
 	if o.FsName == "" {
 		o.FsName = "scatter"

@@ -481,13 +481,9 @@ func (f *file) truncate(v *Volume, size int64) error {
 		for _, j := range f.jobs {
 			j.clip = min(j.clip, size)
 		}
-		if f.stage != nil {
-			if err := f.stage.Truncate(size); err != nil {
-				return fmt.Errorf("%w: staging: %v", ErrIO, err)
-			}
-		}
 		v.wb.unstage(f, removed)
 	}
+	shrink := size < f.size
 	f.size, f.mtime, f.ctime = size, now, now
 	err := v.db.Update(func(tx *bolt.Tx) error {
 		if err := truncateExtents(tx, f.ino, size); err != nil {
@@ -498,6 +494,13 @@ func (f *file) truncate(v *Volume, size int64) error {
 		}
 		return v.storeAttrLocked(f, tx)
 	})
+	// Cut the staging file only once the journal no longer lists the bytes past size:
+	// after a crash in between, replay must find what the journal promises.
+	if err == nil && shrink && f.stage != nil {
+		if terr := f.stage.Truncate(size); terr != nil {
+			err = fmt.Errorf("%w: staging: %v", ErrIO, terr)
+		}
+	}
 	f.signalLocked()
 	return err
 }

@@ -24,24 +24,38 @@ type file struct {
 	opens   int          // guarded by Volume.mu: handles and in-progress users
 	writers atomic.Int32 // handles open for writing
 
-	mu       sync.Mutex
-	loaded   bool      // size and times below are loaded from the store
-	gone     bool      // the inode was deleted; its state is being dropped
-	size     int64     // authoritative while loaded
-	mtime    time.Time //
-	ctime    time.Time //
-	attrDirt bool      // size or times changed since they were last stored
-	stage    *os.File  // sparse staging file, nil when nothing is staged
-	staged   ranges    // bytes whose current content is in the staging file
-	dirty    ranges    // staged bytes not being uploaded (subset of staged)
-	inflight ranges    // staged bytes an upload job is working on (subset of staged)
-	planning bool      // a worker is choosing and cutting the next job
-	jobs     []*job    // running upload jobs; their ranges are disjoint
-	syncWait int       // fsync callers waiting for uploads
-	lastErr  error     // last upload error, nil after a success
-	changed  chan struct{}
-	seqEnd   int64     // end of the last read, to detect sequential readers
-	written  time.Time // time of the last write
+	mu         sync.Mutex
+	loaded     bool      // size and times below are loaded from the store
+	gone       bool      // the inode was deleted; its state is being dropped
+	size       int64     // authoritative while loaded
+	mtime      time.Time //
+	ctime      time.Time //
+	attrDirt   bool      // size or times changed since they were last stored
+	stage      *os.File  // sparse staging file, nil when nothing is staged
+	staged     ranges    // bytes whose current content is in the staging file
+	dirty      ranges    // staged bytes not being uploaded (subset of staged)
+	inflight   ranges    // staged bytes an upload job is working on (subset of staged)
+	planning   bool      // a worker is choosing and cutting the next job
+	committing bool      // a job's commit transaction is running without mu
+	jobs       []*job    // running upload jobs; their ranges are disjoint
+	syncWait   int       // fsync callers waiting for uploads
+	lastErr    error     // last upload error, nil after a success
+	changed    chan struct{}
+	seqEnd     int64     // end of the last read, to detect sequential readers
+	written    time.Time // time of the last write
+}
+
+// waitCommitLocked waits (releasing mu meanwhile) until no upload commit of f is in
+// flight. Everything that writes f's journal, extents or attributes calls it first, so
+// those writes are ordered with commits, which run their transaction without mu so that
+// writes need not wait for its sync. Callers re-check f's state after it.
+func (f *file) waitCommitLocked() {
+	for f.committing {
+		ch := f.changed
+		f.mu.Unlock()
+		<-ch
+		f.mu.Lock()
+	}
 }
 
 // busy reports whether upload jobs hold parts of f.
@@ -470,6 +484,7 @@ func (v *Volume) writeLocked(f *file, p []byte, off int64) (int64, error) {
 func (f *file) truncate(v *Volume, size int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.waitCommitLocked()
 	if f.gone {
 		return ErrNotFound
 	}
@@ -517,6 +532,7 @@ func (v *Volume) journalTx(f *file, tx *bolt.Tx) error {
 // journalLocked makes f's staged data survive a crash: the staging file is synced, then
 // its ranges and the file's size are committed to the store.
 func (v *Volume) journalLocked(f *file) error {
+	f.waitCommitLocked()
 	if f.gone || (len(f.staged) == 0 && !f.attrDirt) {
 		return nil
 	}
@@ -540,6 +556,7 @@ func (v *Volume) journalLocked(f *file) error {
 // staging. It reports false when the file is not eligible (too large, being uploaded, or
 // holding content on the peers).
 func (v *Volume) inlineLocked(f *file) (bool, error) {
+	f.waitCommitLocked()
 	if f.size > int64(v.cfg.InlineMax) || f.busy() || f.gone {
 		return false, nil
 	}

@@ -624,6 +624,7 @@ func (v *Volume) Setattr(ctx context.Context, ino uint64, s SetAttr) (Attr, erro
 		// Times of a live file are kept in memory: change both under its lock.
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		f.waitCommitLocked()
 	}
 	var out Attr
 	err := v.commit.do(func(tx *bolt.Tx) error {

@@ -112,3 +112,12 @@ func (r ranges) next(off int64) (span, bool) {
 	}
 	return span{}, false
 }
+
+// subtract returns the bytes of the set that are not in o.
+func (r ranges) subtract(o ranges) ranges {
+	out := append(ranges(nil), r...)
+	for _, s := range o {
+		out.remove(s.off, s.end)
+	}
+	return out
+}

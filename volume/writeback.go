@@ -466,9 +466,12 @@ func (v *Volume) putChunks(ctx context.Context, pieces []extentAt) error {
 	return g.Wait()
 }
 
-// commitLocked swaps in the job's new extents for [j.off, j.end) in one transaction and
-// returns the staged bytes no longer needed to the budget.
+// commitLocked swaps in the job's new extents for [j.off, j.end) and the file's journal
+// entry in one transaction, then returns the staged bytes no longer needed to the budget.
+// The transaction (and its sync) runs without f.mu, on a snapshot, so writes go on
+// meanwhile; everything else that writes f's records waits for it (waitCommitLocked).
 func (v *Volume) commitLocked(f *file, j *job, exts []extentAt) error {
+	f.waitCommitLocked() // one commit of f at a time
 	if f.gone {
 		return nil
 	}
@@ -485,19 +488,28 @@ func (v *Volume) commitLocked(f *file, j *job, exts []extentAt) error {
 	for _, s := range release {
 		newStaged.remove(s.off, s.end)
 	}
+	var journal []byte
+	if len(newStaged) > 0 {
+		journal = encodeJournal(journalRec{Size: f.size, Dirty: newStaged})
+	}
 	limit := min(j.clip, f.size)
+	size, mtime, ctime := f.size, f.mtime, f.ctime
+	ino := f.ino
+	f.committing = true
+	f.mu.Unlock()
 	err := v.db.Update(func(tx *bolt.Tx) error {
-		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
+		a, err := getAttr(tx, ino)
+		if errors.Is(err, ErrNotFound) {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		old, err := extentsIn(tx, f.ino, j.off, j.end)
+		old, err := extentsIn(tx, ino, j.off, j.end)
 		if err != nil {
 			return err
 		}
 		for _, e := range old {
-			if err := delExtent(tx, f.ino, e.Off); err != nil {
+			if err := delExtent(tx, ino, e.Off); err != nil {
 				return err
 			}
 		}
@@ -506,30 +518,42 @@ func (v *Volume) commitLocked(f *file, j *job, exts []extentAt) error {
 				break
 			}
 			e.Len = min(e.Len, limit-e.Off)
-			if err := putExtent(tx, f.ino, e); err != nil {
+			if err := putExtent(tx, ino, e); err != nil {
 				return err
 			}
 		}
-		saved := f.staged
-		f.staged = newStaged
-		err = v.journalTx(f, tx)
-		f.staged = saved
+		jb := tx.Bucket(bJournal)
+		if journal == nil {
+			err = jb.Delete(inoKey(ino))
+		} else {
+			err = jb.Put(inoKey(ino), journal)
+		}
 		if err != nil {
 			return err
 		}
-		return v.storeAttrLocked(f, tx)
+		a.Size, a.Mtime, a.Ctime = size, mtime, ctime
+		return putAttr(tx, &a)
 	})
-	if err != nil {
+	f.mu.Lock()
+	f.committing = false
+	f.signalLocked()
+	if err != nil || f.gone {
 		return err
 	}
+	if f.size == size && f.mtime.Equal(mtime) && f.ctime.Equal(ctime) {
+		f.attrDirt = false
+	}
 	f.inflight.remove(j.off, j.end)
-	f.staged = newStaged
 	var n int64
 	for _, s := range release {
-		n += s.len()
-		if f.stage != nil {
-			// Give the disk space back now: staging files are sparse.
-			unix.Fallocate(int(f.stage.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, s.off, s.len())
+		// Bytes written again while the transaction ran stay staged.
+		for _, r := range (ranges{s}).subtract(f.dirty) {
+			f.staged.remove(r.off, r.end)
+			n += r.len()
+			if f.stage != nil {
+				// Give the disk space back now: staging files are sparse.
+				unix.Fallocate(int(f.stage.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.off, r.len())
+			}
 		}
 	}
 	if len(f.staged) == 0 && f.stage != nil {

@@ -278,6 +278,8 @@ func TestRestart(t *testing.T) {
 	must(t, s.Close())
 	// A write that never finished leaves a temporary file behind.
 	must(t, os.WriteFile(filepath.Join(dir, "tmp", "leftover"), []byte("x"), 0o600))
+	shardTmp := filepath.Join(filepath.Dir(s.path(id1)), tmpPrefix+id1.String()+".123")
+	must(t, os.WriteFile(shardTmp, d1[:100], 0o600))
 
 	s = openStore(t, dir, 1<<20)
 	if st := s.Stat(); st != before {
@@ -302,6 +304,9 @@ func TestRestart(t *testing.T) {
 	}
 	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) != 0 {
 		t.Fatalf("temporary files left: %v", tmps)
+	}
+	if _, err := os.Stat(shardTmp); !os.IsNotExist(err) {
+		t.Fatalf("temporary file in a shard left: %v", err)
 	}
 }
 

@@ -161,10 +161,16 @@ func Place(ctx context.Context, net Network, key []byte, frags [][]byte, ids []c
 //     latency come after all measured ones: a fragment's holders are read from later, and
 //     a fast holder makes both the PUT and every later read cheaper, while finer latency
 //     differences are noise;
-//  2. free space, most first, unknown last: this spreads fragments over the emptier
-//     donors instead of filling the fastest one;
+//  2. known free space before unknown: a peer that answered STAT lately is likely up;
 //  3. the network's own order (for the DHT: XOR-closeness to the chunk's key), which
-//     keeps placement deterministic and spread over the key space.
+//     keeps placement deterministic and spreads each chunk's fragments over a different
+//     part of the key space.
+//
+// Free space is a filter, not a rank. Ranking by it (most free first) sent a fragment of
+// every chunk to the few donors advertising the largest quotas (seen in the 20-donor test:
+// three large donors held fragments of all 13 chunks while 6 of 24 got none), so five
+// colluding donors advertising huge quotas could hold more than m fragments of every
+// chunk and make the whole drive unreadable.
 func rankCandidates(cands []Peer, exclude []PeerID, size int64) []Peer {
 	seen := make(map[PeerID]bool, len(cands)+len(exclude))
 	for _, id := range exclude {
@@ -181,7 +187,7 @@ func rankCandidates(cands []Peer, exclude []PeerID, size int64) []Peer {
 	slices.SortStableFunc(out, func(a, b Peer) int {
 		return cmp.Or(
 			cmp.Compare(latencyClass(a.Latency), latencyClass(b.Latency)),
-			cmp.Compare(freeRank(b.Free), freeRank(a.Free)),
+			cmp.Compare(freeUnknown(a.Free), freeUnknown(b.Free)),
 		)
 	})
 	return out
@@ -195,8 +201,13 @@ func latencyClass(d time.Duration) int {
 	return bits.Len64(uint64(d / time.Millisecond))
 }
 
-// freeRank orders free space with unknown (-1) below any known amount.
-func freeRank(free int64) int64 { return max(free, -1) }
+// freeUnknown is 1 for a peer whose free space is unknown, 0 otherwise.
+func freeUnknown(free int64) int {
+	if free < 0 {
+		return 1
+	}
+	return 0
+}
 
 type placeSlot struct {
 	holder   PeerID        // "" until a PUT succeeded

@@ -3,6 +3,7 @@ package swarm_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -252,5 +253,40 @@ func TestPlaceBadInput(t *testing.T) {
 	ids[2][0] ^= 1
 	if _, err := swarm.Place(t.Context(), net, key, frags, ids, exp, swarm.PlaceOptions{}); !errors.Is(err, swarm.ErrDenied) {
 		t.Errorf("wrong fragment ID: err %v, want ErrDenied", err)
+	}
+}
+
+// TestPlaceSpreadsOverKeySpace: donors advertising far more free space than the others do
+// not attract a fragment of every chunk; each chunk goes to its own part of the key space.
+func TestPlaceSpreadsOverKeySpace(t *testing.T) {
+	w := memnet.NewWorld()
+	ids := w.AddPeers("donor", 24, 64<<20)
+	big := ids[:5]
+	for _, id := range big {
+		w.SetQuota(id, 1<<40)
+	}
+	net := w.Net("self", "owner")
+	const k, m, chunks = 4, 2, 40
+	held := map[swarm.PeerID]int{}
+	for c := range chunks {
+		frags, fids := fragments(uint64(1000+c), k+m, 4096)
+		holders, err := swarm.Place(t.Context(), net, []byte(fmt.Sprintf("chunk %d", c)), frags, fids,
+			time.Now().Add(time.Hour), swarm.PlaceOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bigHere := 0
+		for _, h := range holders {
+			held[h]++
+			if slices.Contains(big, h) {
+				bigHere++
+			}
+		}
+		if bigHere > m {
+			t.Fatalf("chunk %d: %d of its %d fragments on the 5 large donors (more than m=%d)", c, bigHere, k+m, m)
+		}
+	}
+	if len(held) < 20 {
+		t.Fatalf("%d chunks of %d fragments landed on only %d of 24 donors: %v", chunks, k+m, len(held), held)
 	}
 }

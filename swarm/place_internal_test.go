@@ -24,7 +24,9 @@ func TestRankCandidates(t *testing.T) {
 	for _, p := range rankCandidates(cands, []PeerID{"excluded"}, 1000) {
 		got = append(got, p.ID)
 	}
-	want := []PeerID{"faster", "fast-big", "fast-small", "fast-unknown-free", "slow", "unknown"}
+	// Within a latency class the network's order stands (fast-small before fast-big: free
+	// space does not rank), peers of unknown free space last.
+	want := []PeerID{"faster", "fast-small", "fast-big", "fast-unknown-free", "slow", "unknown"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ranked %v, want %v", got, want)
 	}

@@ -271,6 +271,9 @@ func (v *Volume) Open(ctx context.Context, ino uint64, flags int) (*Handle, erro
 // lack O_EXCL, the existing file is opened instead.
 func (v *Volume) Create(ctx context.Context, parent uint64, name string, flags int, mode, uid, gid uint32) (Attr, *Handle, error) {
 	a, err := v.Mknod(ctx, parent, name, syscall.S_IFREG|mode&0o7777, 0, uid, gid)
+	if err == nil {
+		flags &^= syscall.O_TRUNC // new and empty: truncating would only cost a commit
+	}
 	if errors.Is(err, ErrExist) && flags&syscall.O_EXCL == 0 {
 		if a, err = v.Lookup(ctx, parent, name); err != nil {
 			return Attr{}, nil, err

@@ -163,12 +163,16 @@ func FuzzDecodeAttrDirent(f *testing.F) {
 	g := goldens()
 	f.Add(g["attr"])
 	f.Add(g["dirent"])
+	f.Add(g["count"])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if a, err := decodeAttr(1, b); err == nil && !bytes.Equal(encodeAttr(&a), b) {
 			t.Fatal("attr does not re-encode to the same bytes")
 		}
 		if d, err := decodeDirent(b); err == nil && !bytes.Equal(encodeDirent(d), b) {
 			t.Fatal("dirent does not re-encode to the same bytes")
+		}
+		if n, err := decodeCount(b); err == nil && (n <= 0 || !bytes.Equal(encodeCount(n), b)) {
+			t.Fatal("count does not re-encode to the same bytes")
 		}
 	})
 }

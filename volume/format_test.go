@@ -44,6 +44,7 @@ func goldens() map[string][]byte {
 		"dirent":        encodeDirent(dirent{Ino: 42, Type: 0o040000, Cookie: 7}),
 		"extent-inline": encodeExtent(extent{Len: 5, Data: []byte("hello")}),
 		"extent-chunk":  encodeExtent(extent{Len: 1000, Ref: goldenRef()}),
+		"count":         encodeCount(3),
 		"journal":       encodeJournal(journalRec{Size: 1 << 33, Dirty: ranges{{0, 4096}, {1 << 32, 1<<32 + 1}}}),
 	}
 }

@@ -808,3 +808,114 @@ func mknodAll(t *testing.T, v *volume.Volume, dir uint64, n int) {
 		}
 	}
 }
+
+// TestConcurrentFiles runs several files' random writes, truncates, fsyncs and reads at
+// once under a small staging cap (uploads under pressure, commits overlapping writes),
+// each checked against its own model, while namespace operations run beside them.
+func TestConcurrentFiles(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 4 << 10, StagingMax: 4 << 20, StreamThreshold: 256 << 10, JobMax: 1 << 20})
+	e.store.SetPutDelay(100 * time.Microsecond)
+	const workers = 4
+	errs := make(chan error, workers+1)
+	stop := make(chan struct{})
+	go func() { // namespace churn
+		for i := 0; i < 60; i++ {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			name := fmt.Sprintf("churn%d", i%7)
+			if _, err := e.v.Mknod(ctx, volume.RootIno, name, syscall.S_IFREG|0o644, 0, 0, 0); err != nil && !errors.Is(err, volume.ErrExist) {
+				errs <- err
+				return
+			}
+			if err := e.v.Rename(ctx, volume.RootIno, name, volume.RootIno, name+"r", 0); err != nil {
+				errs <- err
+				return
+			}
+			if err := e.v.Unlink(ctx, volume.RootIno, name+"r"); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			a, h, err := e.v.Create(ctx, volume.RootIno, fmt.Sprint("w", w), syscall.O_RDWR, 0o644, 0, 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer h.Release()
+			m := &model{bytes: map[int64]byte{}}
+			for step := range 60 {
+				off := int64(rng.IntN(3 << 20))
+				switch op := rng.IntN(10); {
+				case op < 6:
+					p := make([]byte, 1+rng.IntN(256<<10))
+					for i := range p {
+						p[i] = byte(rng.Uint32()) | 1
+					}
+					if _, err := h.Write(ctx, p, off); err != nil {
+						errs <- err
+						return
+					}
+					m.write(p, off)
+				case op < 7:
+					sz := int64(rng.IntN(3 << 20))
+					if _, err := e.v.Setattr(ctx, a.Ino, volume.SetAttr{Size: &sz}); err != nil {
+						errs <- err
+						return
+					}
+					m.truncate(sz)
+				case op < 8:
+					if err := h.Fsync(ctx); err != nil {
+						errs <- err
+						return
+					}
+				default:
+					n := 1 + rng.IntN(512<<10)
+					p := make([]byte, n)
+					got, err := h.Read(ctx, p, off)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if want := m.read(n, off); !bytes.Equal(p[:got], want) {
+						errs <- fmt.Errorf("worker %d step %d: read %d at %d differs at %d", w, step, n, off, firstDiff(p[:got], want))
+						return
+					}
+				}
+			}
+			if err := h.Fsync(ctx); err != nil {
+				errs <- err
+				return
+			}
+			p := make([]byte, m.size+1)
+			got, err := h.Read(ctx, p, 0)
+			if err != nil || !bytes.Equal(p[:got], m.read(int(m.size)+1, 0)) {
+				errs <- fmt.Errorf("worker %d: final content differs (%v)", w, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(stop)
+	for range workers + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.v.StagedBytes(); n != 0 {
+		t.Errorf("%d bytes staged after every file's fsync", n)
+	}
+}

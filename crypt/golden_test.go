@@ -49,6 +49,8 @@ type goldenValues struct {
 	ChunkIDKey  string `json:"chunk_id_key"`
 	SigningSeed string `json:"signing_seed"`
 	Public      string `json:"public_key"`
+	StorageSeed string `json:"storage_seed"`
+	StoragePub  string `json:"storage_public_key"`
 	Plaintext   string `json:"plaintext"`
 	ChunkID     string `json:"chunk_id"`
 	ChunkKey    string `json:"chunk_key"`
@@ -69,6 +71,8 @@ func computeGolden() goldenValues {
 		ChunkIDKey:  h(k.chunkID[:]),
 		SigningSeed: h(k.Signing.Seed()),
 		Public:      h(k.Public),
+		StorageSeed: h(k.Storage.Seed()),
+		StoragePub:  h(k.StoragePublic),
 		Plaintext:   goldenPlaintext,
 		ChunkID:     id.String(),
 		ChunkKey:    h(chunkKey[:]),

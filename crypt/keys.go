@@ -21,6 +21,7 @@ const (
 	labelChunker  = "scatter v1 chunker"
 	labelChunkID  = "scatter v1 chunk-id"
 	labelSigning  = "scatter v1 signing"
+	labelStorage  = "scatter v1 storage"
 )
 
 // Keys are the sub-keys of one drive, derived from its Secret with HKDF-SHA256. Create them
@@ -36,12 +37,21 @@ type Keys struct {
 	Chunker [KeySize]byte
 
 	// Signing is the drive identity's Ed25519 private key; its seed comes from HKDF, so the
-	// identity is a pure function of the secret. It signs the root record and the owner's
-	// requests to donors (DELETE, lease renewal).
+	// identity is a pure function of the secret. It signs the root record; fragments are
+	// owned by Storage instead.
 	Signing ed25519.PrivateKey
 
 	// Public is Signing's public key: the drive's identity as donors and the DHT see it.
 	Public ed25519.PublicKey
+
+	// Storage is the Ed25519 private key that owns the drive's fragments on donors: it is
+	// recorded at PUT and signs DELETE and lease renewal. It is apart from Signing so that
+	// the repair capability (this key and the chunk Refs) can be handed to a helper that
+	// keeps the fragments alive without being able to sign the drive's root record.
+	Storage ed25519.PrivateKey
+
+	// StoragePublic is Storage's public key: the fragment owner as donors see it.
+	StoragePublic ed25519.PublicKey
 
 	content [KeySize]byte // per-chunk sealing keys are derived from it and the chunk ID
 	chunkID [KeySize]byte // BLAKE3 key of chunk IDs
@@ -64,6 +74,9 @@ func (s Secret) Keys() *Keys {
 	seed := derive(s, labelSigning)
 	k.Signing = ed25519.NewKeyFromSeed(seed[:])
 	k.Public = k.Signing.Public().(ed25519.PublicKey)
+	seed = derive(s, labelStorage)
+	k.Storage = ed25519.NewKeyFromSeed(seed[:])
+	k.StoragePublic = k.Storage.Public().(ed25519.PublicKey)
 	k.idHashers.New = func() any { return newKeyed(&k.chunkID) }
 	k.keyHashers.New = func() any { return newKeyed(&k.content) }
 	return k

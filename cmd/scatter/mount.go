@@ -164,7 +164,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 
 	node, err := dht.New(ctx, dht.Config{
 		DataDir: filepath.Join(o.dataDir, "node"), Bootstrap: boot, Mode: dht.ModeClient,
-		Owner: keys.Signing, Logger: log,
+		Owner: keys.Storage, Logger: log,
 	})
 	if err != nil {
 		return err

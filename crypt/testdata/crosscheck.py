@@ -19,6 +19,9 @@ for f, l in [('metadata_key','metadata'),('chunker_key','chunker'),('content_key
     assert hk('scatter v1 '+l) == g[f], f
 pub = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(g['signing_seed'])).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 assert pub.hex() == g['public_key']
+assert hk('scatter v1 storage') == g['storage_seed']
+spub = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(g['storage_seed'])).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+assert spub.hex() == g['storage_public_key']
 # sealed chunk with chunk_key (BLAKE3 not available here: taken from the fixture)
 sealed = open('chunk-v1.bin','rb').read()
 cid = bytes.fromhex(g['chunk_id'])

@@ -51,7 +51,7 @@ type diskSampler struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	// Written by the sampling goroutine, read after wg.Wait.
-	peakStaging, peakCache, peakBoth int64
+	peakStaging, peakCache int64
 	// Slack allowed at each peak: 4 KiB per file seen then (see the cap checks).
 	stagingFiles, cacheFiles int
 	samples                  int
@@ -79,7 +79,6 @@ func sampleDisk(d *drive) *diskSampler {
 			if ca > s.peakCache {
 				s.peakCache, s.cacheFiles = ca, cf
 			}
-			s.peakBoth = max(s.peakBoth, st+ca)
 			select {
 			case <-s.stop:
 				return

@@ -43,6 +43,9 @@ type NetworkConfig struct {
 	// StatTimeout bounds the STAT refreshes of one Candidates call; a peer that does not
 	// answer in time gets Free -1 (unknown). Default 2 s.
 	StatTimeout time.Duration
+	// LookupInterval is the shortest time between two DHT lookups made because the
+	// routing table could not fill a Candidates request. Default 30 s.
+	LookupInterval time.Duration
 }
 
 func (c NetworkConfig) withDefaults() NetworkConfig {
@@ -57,6 +60,7 @@ func (c NetworkConfig) withDefaults() NetworkConfig {
 	def(&c.Backoff, 30*time.Second)
 	def(&c.StatMaxAge, time.Minute)
 	def(&c.StatTimeout, 2*time.Second)
+	def(&c.LookupInterval, 30*time.Second)
 	return c
 }
 
@@ -70,9 +74,10 @@ type Network struct {
 	client *Client
 	cfg    NetworkConfig
 
-	mu    sync.Mutex
-	stats map[peer.ID]statEntry // guarded by mu: last free space each peer reported
-	down  map[peer.ID]time.Time // guarded by mu: peers not reached, until when to fail fast
+	mu         sync.Mutex
+	stats      map[peer.ID]statEntry // guarded by mu: last free space each peer reported
+	down       map[peer.ID]time.Time // guarded by mu: peers not reached, until when to fail fast
+	lastLookup time.Time             // guarded by mu: when Candidates last looked up the DHT
 }
 
 // statEntry is a cached STAT answer.
@@ -96,8 +101,9 @@ func NewNetwork(n *Node, cfg NetworkConfig) (*Network, error) {
 }
 
 // Candidates returns up to n peers for key: the routing table's peers by distance to key
-// and, when the routing table has fewer than n eligible peers, first the peers closest to
-// key found by a DHT lookup bounded by LookupTimeout. It
+// and, when the routing table has fewer than n eligible peers and no lookup ran in the
+// last LookupInterval, first the peers closest to key found by a DHT lookup bounded by
+// LookupTimeout. It
 // leaves out this node, peers that do not serve both the DHT and the fragment protocol
 // (client-mode peers, DHT-only servers) and peers connected only through limited (relayed)
 // connections. Free comes from STAT answers at most StatMaxAge old, refreshed here for the
@@ -135,9 +141,11 @@ func (nw *Network) Candidates(ctx context.Context, key []byte, n int) ([]swarm.P
 	// A lookup per chunk cost 100-700 ms of every Put in the 12-donor benchmark, for
 	// peers the routing table mostly knows already (the DHT keeps it fresh on its own).
 	// The table's nearest peers spread placements over the key space just as well; look
-	// up only when the table cannot fill the request.
+	// up only when the table cannot fill the request, and not again soon after: a table
+	// still short after a recent lookup means a small network, not a stale table (the
+	// peers a lookup meets enter the table).
 	pick(nearest)
-	if len(ids) < n {
+	if len(ids) < n && nw.lookupDue() {
 		lctx, lcancel := context.WithTimeout(ctx, nw.cfg.LookupTimeout)
 		closest, err := d.GetClosestPeers(lctx, string(key))
 		lcancel()
@@ -163,6 +171,18 @@ func (nw *Network) Candidates(ctx context.Context, key []byte, n int) ([]swarm.P
 		out[i] = swarm.Peer{ID: swarm.PeerID(p.String()), Latency: nw.node.Latency(p), Free: nw.free(p)}
 	}
 	return out, nil
+}
+
+// lookupDue reports whether Candidates may look up the DHT now, and if so records that
+// it does.
+func (nw *Network) lookupDue() bool {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if now := time.Now(); now.Sub(nw.lastLookup) >= nw.cfg.LookupInterval {
+		nw.lastLookup = now
+		return true
+	}
+	return false
 }
 
 // eligible reports whether p may store fragments: not this node, identified as serving

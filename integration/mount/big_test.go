@@ -2,16 +2,20 @@ package mount_test
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pattern returns n deterministic pseudo-random bytes named by seed: incompressible, not
@@ -54,8 +58,10 @@ type diskSampler struct {
 	peakStaging, peakCache int64
 	// Slack allowed at each peak: 4 KiB per file seen then (see the cap checks).
 	stagingFiles, cacheFiles int
-	samples                  int
-	err                      error
+	// peakIslands is the most bytes seen in stranded blocks of staging files: see islands.
+	peakIslands int64
+	samples     int
+	err         error
 }
 
 func sampleDisk(d *drive) *diskSampler {
@@ -72,7 +78,13 @@ func sampleDisk(d *drive) *diskSampler {
 				s.err = err
 				return
 			}
+			isl, err := islands(d.stagingDir())
+			if err != nil {
+				s.err = err
+				return
+			}
 			s.samples++
+			s.peakIslands = max(s.peakIslands, isl)
 			if st > s.peakStaging {
 				s.peakStaging, s.stagingFiles = st, sf
 			}
@@ -90,6 +102,49 @@ func sampleDisk(d *drive) *diskSampler {
 }
 
 func (s *diskSampler) done() { close(s.stop); s.wg.Wait() }
+
+// islands returns the bytes of the data segments (SEEK_DATA to SEEK_HOLE) of at most one
+// 4 KiB block in the staging files under dir, leaving out each file's last segment (the
+// write front). A sequential writer in 1 MiB writes stages large ranges; single blocks left
+// allocated behind the front are blocks that uploads failed to free. Unlike the peak of
+// disk use, which exceeds the cap only if a sample lands while staging is full, their
+// number grows with the bytes written, so a leak shows at every sample late in the write.
+func islands(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		var segs [][2]int64
+		for off := int64(0); ; {
+			start, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+			if err != nil { // ENXIO: no data after off
+				break
+			}
+			end, err := unix.Seek(int(f.Fd()), start, unix.SEEK_HOLE)
+			if err != nil {
+				break
+			}
+			segs = append(segs, [2]int64{start, end})
+			off = end
+		}
+		f.Close()
+		for i, sg := range segs {
+			if i < len(segs)-1 && sg[1]-sg[0] <= 4096 {
+				total += sg[1] - sg[0]
+			}
+		}
+	}
+	return total, nil
+}
 
 func firstErr(errs ...error) error {
 	for _, e := range errs {
@@ -141,18 +196,23 @@ func TestBigFile(t *testing.T) {
 	if samp.err != nil {
 		t.Fatalf("sampling staging: %v", samp.err)
 	}
-	t.Logf("wrote %d MiB in %v (%.0f MB/s); staging peak %.1f MiB (%d files) over %d samples, cache peak %.1f MiB",
+	t.Logf("wrote %d MiB in %v (%.0f MB/s); staging peak %.1f MiB (%d files) over %d samples, stranded blocks %d KiB, cache peak %.1f MiB",
 		size>>20, took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6,
-		float64(samp.peakStaging)/(1<<20), samp.stagingFiles, samp.samples, float64(samp.peakCache)/(1<<20))
+		float64(samp.peakStaging)/(1<<20), samp.stagingFiles, samp.samples, samp.peakIslands>>10, float64(samp.peakCache)/(1<<20))
 	// Known bug, reported: the check is kept and the test skipped at its end (after every
 	// other check ran) when only this fails; set stagingLeakFixed once volume is fixed.
-	var stagingBug string
+	var stagingBug []string
 	if samp.peakStaging > stagingMax+stagingSlack {
-		msg := fmt.Sprintf("staging used %d bytes of disk at its peak; cap %d + slack %d", samp.peakStaging, stagingMax, stagingSlack)
-		if stagingLeakFixed {
+		stagingBug = append(stagingBug, fmt.Sprintf("staging used %d bytes of disk at its peak; cap %d + slack %d",
+			samp.peakStaging, stagingMax, stagingSlack))
+	}
+	if samp.peakIslands > stagingSlack {
+		stagingBug = append(stagingBug, fmt.Sprintf("%d bytes of single 4 KiB blocks stayed allocated behind the write front",
+			samp.peakIslands))
+	}
+	if stagingLeakFixed {
+		for _, msg := range stagingBug {
 			t.Error(msg)
-		} else {
-			stagingBug = msg
 		}
 	}
 	if samp.peakStaging == 0 {
@@ -192,12 +252,12 @@ func TestBigFile(t *testing.T) {
 	if slack := int64(samp.cacheFiles) << 12; samp.peakCache > cacheMax+slack {
 		t.Errorf("cache used %d bytes of disk at its peak; cap %d + slack %d", samp.peakCache, cacheMax, slack)
 	}
-	if stagingBug != "" {
+	if len(stagingBug) > 0 {
 		t.Skip("BUG: volume/writeback.go punches each uploaded range out of the staging file " +
-			"unaligned (FALLOC_FL_PUNCH_HOLE on [s.off, s.off+s.len())); the 4 KiB block shared by two " +
-			"adjacent uploaded ranges is never freed (each punch only zeroes its part), so a file's " +
-			"staging disk use grows by ~1 block per upload job beyond the cap until the file is fully " +
-			"uploaded: " + stagingBug)
+			"unaligned (FALLOC_FL_PUNCH_HOLE on [r.off, r.end) when an upload commits); the 4 KiB block " +
+			"shared by two adjacent uploaded ranges is never freed (each punch only zeroes its part), so " +
+			"a file's staging disk use grows by one block per upload job beyond the cap until the whole " +
+			"file is uploaded: " + strings.Join(stagingBug, "; "))
 	}
 }
 

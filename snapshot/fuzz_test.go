@@ -40,3 +40,27 @@ func FuzzDecodeObject(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPtr: UnmarshalBinary never panics, and what it accepts encodes back to the same bytes.
+func FuzzPtr(f *testing.F) {
+	keys := testKeys()
+	p := Ptr{Ref: *chunkRef(keys, "x"), Key: keys.ChunkKey(keys.ChunkID([]byte("x")))}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p Ptr
+		if err := p.UnmarshalBinary(b); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatal(err)
+			}
+			return
+		}
+		out, err := p.MarshalBinary()
+		if err != nil || string(out) != string(b) {
+			t.Fatalf("re-encoding differs: %x vs %x (%v)", out, b, err)
+		}
+	})
+}

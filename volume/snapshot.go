@@ -1,0 +1,435 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/scatterfs/scatter/crypt"
+	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/snapshot"
+)
+
+// Metadata snapshots: the volume's bbolt state written as a snapshot tree (package
+// snapshot) and a fresh metadata store rebuilt from one. Layout of the two buckets in
+// docs/format.md "Metadata store".
+var (
+	// snapObjs lists the objects of the last snapshot taken or restored (chunk ID →
+	// extent record of the object's chunk), so the next snapshot uploads only new objects.
+	bSnapObjs = []byte("snapobjs")
+	// snapState holds the last snapshot's root pointer, the transaction it saw and the
+	// highest root record sequence seen.
+	bSnapState = []byte("snapstate")
+
+	snapKeyRoot = []byte("root") // snapshot.Ptr of the last snapshot's root object
+	snapKeyTx   = []byte("tx")   // u64: bbolt transaction ID the last snapshot is current at
+	snapKeySeq  = []byte("seq")  // u64: highest root record sequence published or seen
+)
+
+func init() { allBuckets = append(allBuckets, bSnapObjs, bSnapState) }
+
+// SnapshotChanged reports whether the metadata store committed anything since the last
+// snapshot was taken or restored (or no snapshot was ever taken). It may report a change
+// that changed nothing a snapshot holds (Open commits its own bookkeeping); a snapshot of
+// an unchanged tree then uploads only its root object.
+func (v *Volume) SnapshotChanged() (bool, error) {
+	var changed bool
+	err := v.db.View(func(tx *bolt.Tx) error {
+		at := tx.Bucket(bSnapState).Get(snapKeyTx)
+		changed = len(at) != 8 || binary.BigEndian.Uint64(at) != uint64(tx.ID())
+		return nil
+	})
+	return changed, err
+}
+
+// LastSnapshot returns the root of the last snapshot taken or restored, if any.
+func (v *Volume) LastSnapshot() (snapshot.Ptr, bool, error) {
+	var p snapshot.Ptr
+	var ok bool
+	err := v.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bSnapState).Get(snapKeyRoot)
+		if b == nil {
+			return nil
+		}
+		ok = true
+		return p.UnmarshalBinary(b)
+	})
+	return p, ok, err
+}
+
+// SnapshotSeq returns the highest root record sequence number recorded with
+// SetSnapshotSeq (0 if none).
+func (v *Volume) SnapshotSeq() (uint64, error) {
+	var seq uint64
+	err := v.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bSnapState).Get(snapKeySeq); len(b) == 8 {
+			seq = binary.BigEndian.Uint64(b)
+		}
+		return nil
+	})
+	return seq, err
+}
+
+// SetSnapshotSeq records seq as the highest root record sequence seen, if it is higher
+// than the one recorded. A root record with a lower sequence is a replay.
+func (v *Volume) SetSnapshotSeq(seq uint64) error {
+	return v.db.Update(func(tx *bolt.Tx) error {
+		return snapSetSeq(tx, seq)
+	})
+}
+
+func snapSetSeq(tx *bolt.Tx, seq uint64) error {
+	b := tx.Bucket(bSnapState)
+	if old := b.Get(snapKeySeq); len(old) == 8 && binary.BigEndian.Uint64(old) >= seq {
+		return nil
+	}
+	return b.Put(snapKeySeq, binary.BigEndian.AppendUint64(nil, seq))
+}
+
+// snapDir is a directory loaded for a snapshot: its inode and its entries in name order.
+type snapDir struct {
+	ino     uint64
+	entries []snapshot.Entry
+}
+
+// Snapshot writes the drive's metadata as a snapshot through store and returns its root.
+// Objects the last snapshot already put on the peers are not put again, so the cost is
+// the pages along the paths that changed. The tree is read in one read transaction and
+// uploaded after it ends (a read transaction held during uploads would stall writers
+// that grow the file).
+//
+// Data still staged is not in the snapshot: a file with staged bytes appears with the
+// extents last uploaded (the staged ranges read as their previous content, or as holes)
+// and its recorded size. Callers that want every byte call SyncAll first.
+func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt.Keys) (snapshot.Ptr, snapshot.Stats, error) {
+	var (
+		dirs   []*snapDir // pre-order: a directory before its subdirectories
+		top    snapshot.Entry
+		info   snapshot.Info
+		known  = map[crypt.ChunkID]pipeline.Ref{}
+		seenTx uint64
+	)
+	err := v.db.View(func(tx *bolt.Tx) error {
+		seenTx = uint64(tx.ID())
+		if err := tx.Bucket(bSnapObjs).ForEach(func(k, val []byte) error {
+			e, err := decodeExtent(val)
+			if err != nil || e.Ref == nil || len(k) != len(crypt.ChunkID{}) {
+				return fmt.Errorf("snapshot object %x: %w", k, errBadRecord)
+			}
+			known[crypt.ChunkID(k)] = *e.Ref
+			return nil
+		}); err != nil {
+			return err
+		}
+		info = snapshot.Info{Time: time.Now(), NextIno: tx.Bucket(bInodes).Sequence()}
+		var err error
+		if top, err = snapEntry(tx, RootIno, ""); err != nil {
+			return err
+		}
+		loaded := map[uint64]snapshot.Entry{} // hard-linked inodes, loaded once
+		stack := []uint64{RootIno}
+		for len(stack) > 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d := &snapDir{ino: stack[len(stack)-1]}
+			stack = stack[:len(stack)-1]
+			dirs = append(dirs, d)
+			p := inoKey(d.ino)
+			c := tx.Bucket(bDirents).Cursor()
+			for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
+				de, err := decodeDirent(val)
+				if err != nil {
+					return fmt.Errorf("entry %q of %d: %w", k[8:], d.ino, err)
+				}
+				name := string(k[8:])
+				e, ok := loaded[de.Ino]
+				if !ok {
+					if e, err = snapEntry(tx, de.Ino, name); err != nil {
+						return err
+					}
+					if e.Attr.Nlink > 1 && !e.IsDir() {
+						loaded[de.Ino] = e
+					}
+				}
+				e.Name = name
+				d.entries = append(d.entries, e)
+				if e.IsDir() {
+					stack = append(stack, de.Ino)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot: %w", err)
+	}
+
+	b := snapshot.NewBuilder(store, keys, known)
+	ptrs := make(map[uint64]snapshot.Ptr, len(dirs))
+	for _, d := range slices.Backward(dirs) { // subdirectories first
+		for i := range d.entries {
+			if e := &d.entries[i]; e.IsDir() {
+				p := ptrs[e.Ino]
+				e.Dir = &p
+			}
+		}
+		p, err := b.Dir(ctx, d.entries)
+		if err != nil {
+			return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot of directory %d: %w", d.ino, err)
+		}
+		ptrs[d.ino] = p
+	}
+	tp := ptrs[RootIno]
+	top.Dir = &tp
+	root, err := b.Root(ctx, info, top)
+	if err != nil {
+		return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot: %w", err)
+	}
+	if err := v.snapRecord(root, b.Objects(), seenTx); err != nil {
+		return snapshot.Ptr{}, snapshot.Stats{}, err
+	}
+	return root, b.Stats(), nil
+}
+
+// snapRecord records root as the last snapshot and objs as its objects. The snapshot is
+// current at the transaction after seenTx only if nothing else committed meanwhile.
+func (v *Volume) snapRecord(root snapshot.Ptr, objs map[crypt.ChunkID]pipeline.Ref, seenTx uint64) error {
+	rb, err := root.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	err = v.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bSnapObjs); err != nil {
+			return err
+		}
+		ob, err := tx.CreateBucket(bSnapObjs)
+		if err != nil {
+			return err
+		}
+		for id, ref := range objs {
+			if err := ob.Put(id[:], encodeExtent(extent{Len: int64(ref.Size), Ref: &ref})); err != nil {
+				return err
+			}
+		}
+		sb := tx.Bucket(bSnapState)
+		if err := sb.Put(snapKeyRoot, rb); err != nil {
+			return err
+		}
+		at := uint64(0) // changed meanwhile: the next check sees a change
+		if uint64(tx.ID()) == seenTx+1 {
+			at = uint64(tx.ID())
+		}
+		return sb.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, at))
+	})
+	if err != nil {
+		return fmt.Errorf("volume: record snapshot: %w", err)
+	}
+	return nil
+}
+
+// snapEntry loads inode ino as a snapshot entry named name.
+func snapEntry(tx *bolt.Tx, ino uint64, name string) (snapshot.Entry, error) {
+	a, err := getAttr(tx, ino)
+	if err != nil {
+		return snapshot.Entry{}, err
+	}
+	e := snapshot.Entry{Name: name, Ino: ino, Attr: snapshot.Attr{
+		Mode: a.Mode, Nlink: a.Nlink, UID: a.UID, GID: a.GID, Rdev: a.Rdev, Size: a.Size,
+		Atime: a.Atime, Mtime: a.Mtime, Ctime: a.Ctime,
+	}}
+	p := inoKey(ino)
+	c := tx.Bucket(bXattrs).Cursor()
+	for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
+		e.Xattrs = append(e.Xattrs, snapshot.Xattr{Name: string(k[8:]), Value: bytes.Clone(val)})
+	}
+	if a.IsDir() {
+		return e, nil
+	}
+	exts, err := extentsIn(tx, ino, 0, MaxFileSize)
+	if err != nil {
+		return snapshot.Entry{}, err
+	}
+	for _, x := range exts {
+		se := snapshot.Extent{Off: x.Off, Len: x.Len, Ref: x.Ref}
+		if x.Ref == nil {
+			se.Data = bytes.Clone(x.Data) // bbolt's bytes are valid only in the transaction
+		}
+		e.Extents = append(e.Extents, se)
+	}
+	return e, nil
+}
+
+// ErrRestoreExists is returned by Restore when the directory already holds a metadata
+// store: a restore never overwrites one.
+var ErrRestoreExists = errors.New("volume: metadata store exists; restore needs an empty directory")
+
+// Restore builds the metadata store of cfg.Dir from the snapshot whose root object root
+// points to, reading objects through r, and records it as the last snapshot (so the next
+// snapshot uploads only what changes). The store is written under a temporary name and
+// renamed into place once complete, so a failed restore leaves no store behind. Open
+// the volume afterwards with Open.
+func Restore(ctx context.Context, cfg Config, r *snapshot.Reader, root snapshot.Ptr) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	final := filepath.Join(cfg.Dir, "meta.db")
+	if _, err := os.Stat(final); err == nil {
+		return ErrRestoreExists
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("volume: restore: %w", err)
+	}
+	tmp := final + ".restore"
+	os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("volume: restore: %w", err)
+	}
+	err = snapRestore(ctx, db, r, root)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("volume: restore: %w", err)
+	}
+	return nil
+}
+
+// snapRestoreBatch bounds the entries written per transaction.
+const snapRestoreBatch = 4096
+
+func snapRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, root snapshot.Ptr) error {
+	info, top, err := r.Root(ctx, root)
+	if err != nil {
+		return err
+	}
+	if top.Ino != RootIno {
+		return fmt.Errorf("%w: snapshot root is inode %d", errBadRecord, top.Ino)
+	}
+	maxIno := max(info.NextIno, RootIno)
+	seen := map[uint64]bool{RootIno: true}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bMeta).Put(keyLayout, []byte{layoutV1}); err != nil {
+			return err
+		}
+		return snapPutInode(tx, &top)
+	})
+	if err != nil {
+		return err
+	}
+	type dirTodo struct {
+		ino uint64
+		ptr snapshot.Ptr
+	}
+	queue := []dirTodo{{RootIno, *top.Dir}}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		entries, err := r.Dir(ctx, d.ptr)
+		if err != nil {
+			return err
+		}
+		for start := 0; start < len(entries) || start == 0; start += snapRestoreBatch {
+			batch := entries[start:min(start+snapRestoreBatch, len(entries))]
+			err := db.Update(func(tx *bolt.Tx) error {
+				for i := range batch {
+					e := &batch[i]
+					if e.IsDir() && seen[e.Ino] || e.Ino == RootIno {
+						return fmt.Errorf("%w: directory inode %d linked twice", errBadRecord, e.Ino)
+					}
+					if err := putDirent(tx, d.ino, e.Name, e.Ino, e.Attr.Mode&syscall.S_IFMT); err != nil {
+						return err
+					}
+					if seen[e.Ino] {
+						continue // another link to an inode already written
+					}
+					seen[e.Ino] = true
+					maxIno = max(maxIno, e.Ino)
+					if err := snapPutInode(tx, e); err != nil {
+						return err
+					}
+					if e.IsDir() {
+						if err := tx.Bucket(bParents).Put(inoKey(e.Ino), inoKey(d.ino)); err != nil {
+							return err
+						}
+						queue = append(queue, dirTodo{e.Ino, *e.Dir})
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				break
+			}
+		}
+	}
+	rb, err := root.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bInodes).SetSequence(maxIno); err != nil {
+			return err
+		}
+		ob := tx.Bucket(bSnapObjs)
+		for id, ref := range r.Objects() {
+			if err := ob.Put(id[:], encodeExtent(extent{Len: int64(ref.Size), Ref: &ref})); err != nil {
+				return err
+			}
+		}
+		sb := tx.Bucket(bSnapState)
+		if err := sb.Put(snapKeyRoot, rb); err != nil {
+			return err
+		}
+		// The store now equals the snapshot: current at this very transaction.
+		return sb.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, uint64(tx.ID())))
+	})
+}
+
+// snapPutInode writes an entry's inode: attributes, xattrs and extents.
+func snapPutInode(tx *bolt.Tx, e *snapshot.Entry) error {
+	a := Attr{Ino: e.Ino, Mode: e.Attr.Mode, Nlink: e.Attr.Nlink, UID: e.Attr.UID, GID: e.Attr.GID,
+		Rdev: e.Attr.Rdev, Size: e.Attr.Size, Atime: e.Attr.Atime, Mtime: e.Attr.Mtime, Ctime: e.Attr.Ctime}
+	if err := putAttr(tx, &a); err != nil {
+		return err
+	}
+	for _, x := range e.Xattrs {
+		if len(x.Name) > MaxName || len(x.Value) > MaxXattrSize {
+			return fmt.Errorf("%w: xattr of inode %d too large", errBadRecord, e.Ino)
+		}
+		if err := tx.Bucket(bXattrs).Put(xattrKey(e.Ino, x.Name), x.Value); err != nil {
+			return err
+		}
+	}
+	for _, x := range e.Extents {
+		ext := extentAt{Off: x.Off, extent: extent{Len: x.Len, Ref: x.Ref, Data: x.Data}}
+		if x.Ref == nil && x.Data == nil {
+			ext.Data = []byte{}
+		}
+		if err := putExtent(tx, e.Ino, ext); err != nil {
+			return err
+		}
+	}
+	return nil
+}

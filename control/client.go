@@ -41,11 +41,43 @@ func (c *Client) Sync(ctx context.Context, progress func(Progress)) error {
 			return fmt.Errorf("%w: sync request answered without done", ErrBadResponse)
 		}
 		return nil
-	}, progress)
+	}, func(r Response) error {
+		if r.Progress == nil {
+			return fmt.Errorf("%w: sync request answered with a check step", ErrBadResponse)
+		}
+		if progress != nil {
+			progress(*r.Progress)
+		}
+		return nil
+	})
 }
 
-// do sends req and reads the answer: progress lines to progress, the final line to final.
-func (c *Client) do(ctx context.Context, req Request, final func(Response) error, progress func(Progress)) error {
+// Check asks the mount to count every chunk's fragments on their holders (verify: also
+// fetch and hash each one) and, with repair, to rebuild the missing ones onto new peers,
+// calling progress for each step. Cancelling ctx stops the check in the mount.
+func (c *Client) Check(ctx context.Context, repair, verify bool, progress func(Step)) (*CheckResult, error) {
+	var res *CheckResult
+	err := c.do(ctx, Request{V: Version, Op: OpCheck, Repair: repair, Verify: verify}, func(r Response) error {
+		if r.Check == nil {
+			return fmt.Errorf("%w: check request answered without a result", ErrBadResponse)
+		}
+		res = r.Check
+		return nil
+	}, func(r Response) error {
+		if r.Step == nil {
+			return fmt.Errorf("%w: check request answered with sync progress", ErrBadResponse)
+		}
+		if progress != nil {
+			progress(*r.Step)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// do sends req and reads the answer: progress lines to progress (none expected when it
+// is nil), the final line to final.
+func (c *Client) do(ctx context.Context, req Request, final func(Response) error, progress func(Response) error) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.path)
 	if err != nil {
@@ -78,8 +110,11 @@ func (c *Client) do(ctx context.Context, req Request, final func(Response) error
 			return errors.New(r.Error)
 		}
 		if !r.final() {
-			if progress != nil {
-				progress(*r.Progress)
+			if progress == nil {
+				return fmt.Errorf("%w: progress line in answer to %s", ErrBadResponse, req.Op)
+			}
+			if err := progress(r); err != nil {
+				return err
 			}
 			continue
 		}

@@ -1,6 +1,7 @@
 // Package control is the small protocol between a running `scatter mount` and the verbs
 // that ask it questions (`scatter status`, `scatter sync`): a Unix stream socket in the
-// drive's data directory, mode 0600, so only the mounting user can reach it.
+// drive's data directory, mode 0600, so only the mounting user can reach it. `scatter
+// check` asks it to count, and repair, the drive's fragments.
 //
 // A client sends one request, a JSON object on one line of at most MaxRequest bytes; the
 // server answers with JSON lines: zero or more progress lines, then one final line (a
@@ -31,6 +32,7 @@ const (
 const (
 	OpStatus = "status" // answer: one Response with Status
 	OpSync   = "sync"   // answer: Responses with Progress, then one with Done
+	OpCheck  = "check"  // answer: Responses with Step, then one with Check
 )
 
 // Errors.
@@ -50,6 +52,10 @@ type Request struct {
 	// Health asks OpStatus to count every chunk's fragments on their holders (one
 	// batched HAS request per peer). Costs a round trip per peer holding fragments.
 	Health bool `json:"health,omitempty"`
+	// Repair asks OpCheck to rebuild every missing fragment onto new peers.
+	Repair bool `json:"repair,omitempty"`
+	// Verify asks OpCheck to fetch and hash every fragment, not only ask its holder.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // ParseRequest decodes one request line (without or with its newline). It is strict:
@@ -66,12 +72,14 @@ func ParseRequest(line []byte) (Request, error) {
 	if r.V != Version {
 		return Request{}, fmt.Errorf("%w: version %d, want %d", ErrBadRequest, r.V, Version)
 	}
+	if r.Health && r.Op != OpStatus {
+		return Request{}, fmt.Errorf("%w: health is an option of status", ErrBadRequest)
+	}
+	if (r.Repair || r.Verify) && r.Op != OpCheck {
+		return Request{}, fmt.Errorf("%w: repair and verify are options of check", ErrBadRequest)
+	}
 	switch r.Op {
-	case OpStatus:
-	case OpSync:
-		if r.Health {
-			return Request{}, fmt.Errorf("%w: health is an option of status", ErrBadRequest)
-		}
+	case OpStatus, OpSync, OpCheck:
 	default:
 		return Request{}, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, r.Op)
 	}
@@ -80,14 +88,16 @@ func ParseRequest(line []byte) (Request, error) {
 
 // Response is one line of an answer. Exactly one field is set.
 type Response struct {
-	Progress *Progress `json:"progress,omitempty"`
-	Status   *Status   `json:"status,omitempty"`
-	Done     bool      `json:"done,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	Progress *Progress    `json:"progress,omitempty"`
+	Step     *Step        `json:"step,omitempty"`
+	Status   *Status      `json:"status,omitempty"`
+	Check    *CheckResult `json:"check,omitempty"`
+	Done     bool         `json:"done,omitempty"`
+	Error    string       `json:"error,omitempty"`
 }
 
 // final reports whether r ends an answer.
-func (r *Response) final() bool { return r.Progress == nil }
+func (r *Response) final() bool { return r.Progress == nil && r.Step == nil }
 
 // ParseResponse decodes one response line, checking that exactly one field is set.
 func ParseResponse(line []byte) (Response, error) {
@@ -96,7 +106,7 @@ func ParseResponse(line []byte) (Response, error) {
 		return Response{}, fmt.Errorf("%w: %v", ErrBadResponse, err)
 	}
 	n := 0
-	for _, set := range []bool{r.Progress != nil, r.Status != nil, r.Done, r.Error != ""} {
+	for _, set := range []bool{r.Progress != nil, r.Step != nil, r.Status != nil, r.Check != nil, r.Done, r.Error != ""} {
 		if set {
 			n++
 		}
@@ -199,4 +209,38 @@ type Progress struct {
 	Files    int     `json:"files"`    // files holding them
 	Uploaded int64   `json:"uploaded"` // plaintext bytes put since the sync started
 	RateBPS  float64 `json:"rate_bps"`
+}
+
+// Step is one progress report of OpCheck.
+type Step struct {
+	Phase string `json:"phase"` // "check" (holders asked) or "repair" (chunks rebuilt)
+	Done  int    `json:"done"`
+	Total int    `json:"total"`
+	Bytes int64  `json:"bytes"` // repair: plaintext bytes of the chunks rebuilt so far
+}
+
+// CheckResult is a running mount's answer to OpCheck.
+type CheckResult struct {
+	Chunks     int `json:"chunks"`     // chunks checked (a chunk recorded with two holder lists counts twice)
+	Complete   int `json:"complete"`   // all k+m fragments found
+	Degraded   int `json:"degraded"`   // fewer, at least k: readable
+	Unreadable int `json:"unreadable"` // fewer than k
+	Fragments  int `json:"fragments"`  // fragments recorded
+	Found      int `json:"found"`      // of those, confirmed by their holders
+	Corrupt    int `json:"corrupt"`    // verify: confirmed but served bad bytes or none
+	Unanswered int `json:"unanswered"` // holders that did not answer
+	// Repair is set when the request asked for repair and some chunk needed it.
+	Repair *RepairResult `json:"repair,omitempty"`
+}
+
+// RepairResult sums the repairs of an OpCheck.
+type RepairResult struct {
+	Chunks   int      `json:"chunks"`   // chunks that needed repair
+	Repaired int      `json:"repaired"` // now complete
+	Partial  int      `json:"partial"`  // some fragments placed, not all
+	Failed   int      `json:"failed"`   // unrecoverable now, or nowhere to place
+	Rebuilt  int      `json:"rebuilt"`  // fragments rebuilt and placed
+	Bytes    int64    `json:"bytes"`    // plaintext bytes of the chunks rebuilt
+	Seconds  float64  `json:"seconds"`  // time the repair took
+	Errors   []string `json:"errors,omitempty"`
 }

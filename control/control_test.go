@@ -58,6 +58,21 @@ func (f *fake) Sync(ctx context.Context, progress func(Progress)) error {
 	return f.syncErr
 }
 
+func (f *fake) Check(ctx context.Context, repair, verify bool, progress func(Step)) (*CheckResult, error) {
+	for i := range f.steps {
+		progress(Step{Phase: "check", Done: i + 1, Total: f.steps})
+	}
+	res := &CheckResult{Chunks: 10, Complete: 9, Degraded: 1, Fragments: 120, Found: 119}
+	if verify {
+		res.Corrupt = 1
+	}
+	if repair {
+		progress(Step{Phase: "repair", Done: 1, Total: 1, Bytes: 100})
+		res.Repair = &RepairResult{Chunks: 1, Repaired: 1, Rebuilt: 1, Bytes: 100}
+	}
+	return res, nil
+}
+
 func listen(t *testing.T, h Handler) (*Server, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "control.sock")
@@ -95,6 +110,28 @@ func TestStatusAndSync(t *testing.T) {
 	f.syncErr = errors.New("peers unreachable")
 	if err := c.Sync(ctx, nil); err == nil || err.Error() != "peers unreachable" {
 		t.Fatalf("sync error: %v", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	_, path := listen(t, &fake{steps: 2})
+	c := NewClient(path)
+	var steps []Step
+	res, err := c.Check(context.Background(), true, true, func(s Step) { steps = append(steps, s) })
+	if err != nil || res.Chunks != 10 || res.Corrupt != 1 || res.Repair == nil || res.Repair.Rebuilt != 1 {
+		t.Fatalf("check: %+v, %v", res, err)
+	}
+	want := []Step{{"check", 1, 2, 0}, {"check", 2, 2, 0}, {"repair", 1, 1, 100}}
+	if !reflect.DeepEqual(steps, want) {
+		t.Fatalf("steps %v, want %v", steps, want)
+	}
+	if res, err := c.Check(context.Background(), false, false, nil); err != nil || res.Repair != nil || res.Corrupt != 0 {
+		t.Fatalf("check only: %+v, %v", res, err)
+	}
+	for _, bad := range []string{`{"v":1,"op":"sync","repair":true}`, `{"v":1,"op":"status","verify":true}`, `{"v":1,"op":"check","health":true}`} {
+		if _, err := ParseRequest([]byte(bad)); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: %v, want ErrBadRequest", bad, err)
+		}
 	}
 }
 
@@ -195,6 +232,7 @@ func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"v":1,"op":"status"}`, `{"v":1,"op":"status","health":true}`, `{"v":1,"op":"sync"}`,
 		`{"v":1,"op":"sync"}` + "\n", `{"v":1}`, `[]`, `{"v":1,"op":"status"}x`, "",
+		`{"v":1,"op":"check"}`, `{"v":1,"op":"check","repair":true,"verify":true}`, `{"v":1,"op":"sync","verify":true}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -223,6 +261,8 @@ func FuzzParseResponse(f *testing.F) {
 		`{"done":true}`, `{"error":"x"}`, `{"progress":{"bytes":1,"files":1,"uploaded":0,"rate_bps":0}}`,
 		`{"status":{"version":"v","k":8,"m":4,"peers":[{"id":"a","latency_ms":1}],"health":{"chunks":1}}}`,
 		`{"done":true,"error":"x"}`, `{}`, `null`,
+		`{"step":{"phase":"check","done":1,"total":2,"bytes":0}}`,
+		`{"check":{"chunks":1,"complete":1,"repair":{"chunks":1,"errors":["x"]}}}`, `{"step":{},"check":{}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -23,6 +23,10 @@ type Handler interface {
 	// Sync returns once everything staged when it was called is on the peers, calling
 	// progress from time to time meanwhile (never concurrently).
 	Sync(ctx context.Context, progress func(Progress)) error
+	// Check counts the drive's fragments on their holders (verify: fetching and hashing
+	// each) and, with repair, rebuilds the missing ones, calling progress meanwhile (never
+	// concurrently).
+	Check(ctx context.Context, repair, verify bool, progress func(Step)) (*CheckResult, error)
 }
 
 // requestTimeout bounds how long a client may take to send its request line.
@@ -175,6 +179,23 @@ func (s *Server) serve(c net.Conn) {
 			final.Error = err.Error()
 		default:
 			final.Done = true
+		}
+	case OpCheck:
+		var werr error
+		res, err := s.h.Check(ctx, req.Repair, req.Verify, func(p Step) {
+			if werr == nil {
+				werr = enc.Encode(Response{Step: &p})
+			}
+		})
+		switch {
+		case werr != nil:
+			return // the client is gone
+		case err != nil:
+			final.Error = err.Error()
+		case res == nil:
+			final.Error = "BUG: control: check answered nothing"
+		default:
+			final.Check = res
 		}
 	}
 	if err := enc.Encode(final); err != nil && ctx.Err() == nil {

@@ -17,10 +17,11 @@ import (
 	"github.com/scatterfs/scatter/swarm"
 )
 
-// DefaultLease is how long donors keep a fragment unless the owner renews it. Lease
-// renewal is not built yet, so it is long: a fragment outlives a year of its owner being
-// offline, and a donor reclaims the space of an abandoned drive after that.
-const DefaultLease = 365 * 24 * time.Hour
+// DefaultLease is how long donors keep a fragment unless the owner renews it. A mount
+// renews every live fragment's lease about weekly (package upkeep), so 30 days survive
+// three missed renewals; a deleted file's fragments that a DELETE did not reach, and an
+// abandoned drive's, are freed within a month.
+const DefaultLease = 30 * 24 * time.Hour
 
 // Config configures a Store. The zero value gives the defaults.
 type Config struct {

@@ -21,12 +21,14 @@ import (
 	"github.com/scatterfs/scatter/dht"
 	"github.com/scatterfs/scatter/fs"
 	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/upkeep"
 	"github.com/scatterfs/scatter/volume"
 )
 
 type mountOptions struct {
 	driveFlags
 	logFlags
+	upkeepFlags
 	dataDir      string
 	staging      sizeFlag
 	cache        sizeFlag
@@ -56,8 +58,14 @@ scatter sync for the whole drive, return once it is on peers. At a clean
 unmount the mount waits up to -flush-timeout for staged data to reach peers,
 showing progress; what is still staged then (peers unreachable, say) stays
 journalled in the data directory and uploads at the next mount: nothing is lost.
-A second Ctrl-C stops waiting. While it runs, scatter status and scatter sync
-talk to it through a socket in the data directory.`
+A second Ctrl-C stops waiting. While it runs, scatter status, sync and check
+talk to it through a socket in the data directory.
+
+In the background the mount keeps its fragments alive: it renews their leases
+(one signed request per donor, every -renew-every), checks every chunk's
+fragments and rebuilds missing ones onto new donors (every -check-every, at
+most -repair-rate), and deletes the fragments of chunks no file references
+any more (every -collect-every).`
 
 func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	o := mountOptions{staging: 256 << 20, cache: 1 << 30, donorQuota: 1 << 30}
@@ -69,6 +77,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		"scatter mount -metrics 127.0.0.1:9464 -ready-file /run/scatter.ready ~/Scatter")
 	o.driveFlags.register(flags)
 	o.logFlags.register(flags)
+	o.upkeepFlags.register(flags)
 	flags.StringVar(&o.dataDir, "data", defaultDataDir("drive"), "state `directory`: metadata, staging, cache, control socket and the local swarm")
 	flags.Var(&o.staging, "staging", "most bytes waiting for upload on local disk; writes wait beyond it")
 	flags.Var(&o.cache, "cache", "most bytes of the local read cache")
@@ -107,6 +116,9 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if o.flushTimeout < 0 {
 		return fmt.Errorf("%w: -flush-timeout is negative", errUsage)
+	}
+	if err := o.upkeepFlags.check(); err != nil {
+		return err
 	}
 	log, err := o.logFlags.setup()
 	if err != nil {
@@ -176,18 +188,25 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	m := newMeters()
 	net := &meteredNetwork{Network: dnet, m: m}
-	store, err := pipeline.NewStore(net, keys, pipeline.Config{K: shape.K, M: shape.M})
+	store, err := pipeline.NewStore(net, keys, pipeline.Config{K: shape.K, M: shape.M, Lease: o.lease})
 	if err != nil {
 		return err
 	}
+	guard := upkeep.NewGuard(0)
 	vol, err := volume.Open(volume.Config{
 		Dir: filepath.Join(o.dataDir, "volume"), StagingMax: int64(o.staging), CacheMax: int64(o.cache),
 		Logger: log, RootUID: uint32(os.Getuid()), RootGID: uint32(os.Getgid()),
-	}, &meteredChunks{Store: store, m: m})
+	}, &guardedChunks{Chunks: &meteredChunks{Store: store, m: m}, g: guard})
 	if err != nil {
 		return err
 	}
 	closers = append(closers, vol.Close)
+	up := upkeep.New(net, upkeep.Config{Lease: o.lease})
+	loop := upkeep.Start(up, vol, upkeep.LoopConfig{
+		RenewEvery: o.renewEvery, CheckEvery: o.checkEvery, CollectEvery: o.collectEvery,
+		RepairRate: int64(o.repairRate), RepairBelow: o.repairBelow, Guard: guard, Logger: log,
+	})
+	closers = append(closers, loop.Close)
 	m.volumeGauges(vol, int64(o.staging), int64(o.cache))
 	m.nodeGauges(node)
 	if o.metrics != "" {
@@ -201,6 +220,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), &mountControl{
 		mountpoint: o.mountpoint, dataDir: o.dataDir, shape: shape, localDonors: localDonors,
 		stagingMax: int64(o.staging), cacheMax: int64(o.cache), key: keys.Public, net: net, vol: vol, m: m,
+		up: up, loop: loop,
 	}, log)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -12,6 +11,7 @@ import (
 	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/swarm"
+	"github.com/scatterfs/scatter/upkeep"
 	"github.com/scatterfs/scatter/volume"
 )
 
@@ -26,6 +26,8 @@ type mountControl struct {
 	net                 swarm.Network
 	vol                 *volume.Volume
 	m                   *meters
+	up                  *upkeep.Upkeep
+	loop                *upkeep.Loop
 }
 
 var _ control.Handler = (*mountControl)(nil)
@@ -98,60 +100,14 @@ func (c *mountControl) Status(ctx context.Context, health bool) (*control.Status
 // health counts every chunk's fragments on their recorded holders, with one batched HAS
 // request per holder.
 func (c *mountControl) health(ctx context.Context, refs []pipeline.Ref) (*control.Health, error) {
-	type loc struct{ chunk, frag int }
-	byPeer := map[swarm.PeerID][]loc{}
-	h := &control.Health{Chunks: len(refs)}
-	for i, r := range refs {
-		for j, f := range r.Fragments {
-			h.Fragments++
-			if f.Peer != "" {
-				byPeer[f.Peer] = append(byPeer[f.Peer], loc{i, j})
-			}
-		}
-	}
-	found := make([]int, len(refs))
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for p, locs := range byPeer {
-		g.Go(func() error {
-			ids := make([]chunker.FragmentID, len(locs))
-			for i, l := range locs {
-				ids[i] = refs[l.chunk].Fragments[l.frag].ID
-			}
-			hctx, cancel := context.WithTimeout(gctx, 15*time.Second)
-			defer cancel()
-			has, err := c.net.Has(hctx, p, ids)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				h.Unanswered++
-				return nil
-			}
-			for i, ok := range has {
-				if ok {
-					found[locs[i].chunk]++
-					h.Found++
-				}
-			}
-			return nil
-		})
-	}
-	g.Wait()
-	if err := ctx.Err(); err != nil {
+	_, st, err := c.up.Check(ctx, refs, upkeep.CheckOptions{})
+	if err != nil {
 		return nil, err
 	}
-	for i, r := range refs {
-		switch n := found[i]; {
-		case n == len(r.Fragments):
-			h.Complete++
-		case n >= int(r.K):
-			h.Degraded++
-		default:
-			h.Unreadable++
-		}
-	}
-	return h, nil
+	return &control.Health{
+		Chunks: st.Chunks, Complete: st.Complete, Degraded: st.Degraded, Unreadable: st.Unreadable,
+		Fragments: st.Fragments, Found: st.Found, Unanswered: len(st.Failures),
+	}, nil
 }
 
 // progressEvery is how often sync reports progress.

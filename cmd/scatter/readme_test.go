@@ -293,6 +293,13 @@ func TestReadme(t *testing.T) {
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("Health: %d chunks: %d complete", h.Chunks, h.Chunks)) {
 		t.Errorf("status text: exit %d\n%s", code, out)
 	}
+	if !bytes.Contains(readme, []byte("scatter check -repair")) {
+		t.Error("README.md no longer documents scatter check -repair")
+	}
+	code, out, errs = u.run("check", "-repair")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d chunks: %d complete, 0 degraded", h.Chunks, h.Chunks)) {
+		t.Errorf("check -repair: exit %d\n%s%s", code, out, errs)
+	}
 
 	if err := p.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v\n%s", err, p.output())

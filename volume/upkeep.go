@@ -15,32 +15,40 @@ import (
 // renew, recording repaired holders, and the garbage list of chunks to delete from the
 // peers. *Volume implements upkeep.Drive with these methods.
 
-// LiveRefs returns every distinct Ref the drive's files reference: a chunk appears once
-// per distinct fragment list (extents written at different times can record the same
-// chunk with different holders, and each holder's copy needs its lease renewed). It reads
-// one consistent snapshot of the metadata.
+// upkeepBuckets are the buckets whose records hold the Refs of live chunks: file extents,
+// and the objects of the last metadata snapshot (which must outlive their leases as long
+// as that snapshot is the drive's latest; older snapshots' objects are no longer renewed
+// and lapse).
+var upkeepBuckets = [][]byte{bExtents, bSnapObjs}
+
+// LiveRefs returns every distinct Ref the drive references, in file extents and as objects
+// of the last metadata snapshot: a chunk appears once per distinct fragment list (extents
+// written at different times can record the same chunk with different holders, and each
+// holder's copy needs its lease renewed). It reads one consistent snapshot of the metadata.
 func (v *Volume) LiveRefs(ctx context.Context) ([]pipeline.Ref, error) {
 	var refs []pipeline.Ref
 	seen := map[crypt.ChunkID][]int{} // chunk -> indexes in refs of its variants
 	err := v.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bExtents).Cursor()
 		n := 0
-		for k, val := c.First(); k != nil; k, val = c.Next() {
-			if n++; n%1024 == 0 && ctx.Err() != nil {
-				return ctx.Err()
+		for _, name := range upkeepBuckets {
+			c := tx.Bucket(name).Cursor()
+			for k, val := c.First(); k != nil; k, val = c.Next() {
+				if n++; n%1024 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				e, err := decodeExtent(val)
+				if err != nil {
+					return fmt.Errorf("%s record %x: %w", name, k, err)
+				}
+				if e.Ref == nil {
+					continue
+				}
+				if slices.ContainsFunc(seen[e.Ref.ID], func(i int) bool { return upkeepSameRef(&refs[i], e.Ref) }) {
+					continue
+				}
+				seen[e.Ref.ID] = append(seen[e.Ref.ID], len(refs))
+				refs = append(refs, *e.Ref)
 			}
-			e, err := decodeExtent(val)
-			if err != nil {
-				return fmt.Errorf("extent of inode %d: %w", keyIno(k), err)
-			}
-			if e.Ref == nil {
-				continue
-			}
-			if slices.ContainsFunc(seen[e.Ref.ID], func(i int) bool { return upkeepSameRef(&refs[i], e.Ref) }) {
-				continue
-			}
-			seen[e.Ref.ID] = append(seen[e.Ref.ID], len(refs))
-			refs = append(refs, *e.Ref)
 		}
 		return nil
 	})
@@ -71,8 +79,10 @@ func upkeepSameChunk(a, b *pipeline.Ref) bool {
 	return true
 }
 
-// UpdateRefs records repaired Refs: every extent referencing a chunk of refs gets that
-// chunk's new Ref, in one transaction, keeping its length; reference counts do not change.
+// UpdateRefs records repaired Refs: every extent (and snapshot object record) referencing
+// a chunk of refs gets that chunk's new Ref, in one transaction, keeping its length;
+// reference counts do not change. (A changed snapshot object record makes the next
+// metadata snapshot point to the new holders.)
 // A new Ref must describe the same chunk as the recorded one (same ID, sizes, code and
 // fragment IDs; only holders may differ), otherwise nothing is written and the error wraps
 // ErrInvalid. Chunks no extent references any more are skipped.
@@ -81,39 +91,42 @@ func (v *Volume) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeline
 		return nil
 	}
 	err := v.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bExtents)
 		type rewrite struct {
+			b   *bolt.Bucket
 			key []byte
 			e   extent
 		}
 		var todo []rewrite
-		c := b.Cursor()
 		n := 0
-		for k, val := c.First(); k != nil; k, val = c.Next() {
-			if n++; n%1024 == 0 && ctx.Err() != nil {
-				return ctx.Err()
+		for _, name := range upkeepBuckets {
+			b := tx.Bucket(name)
+			c := b.Cursor()
+			for k, val := c.First(); k != nil; k, val = c.Next() {
+				if n++; n%1024 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if len(val) < 2 || val[1] != extentChunk {
+					continue
+				}
+				e, err := decodeExtent(val)
+				if err != nil {
+					return fmt.Errorf("%s record %x: %w", name, k, err)
+				}
+				nr, ok := refs[e.Ref.ID]
+				if !ok || upkeepSameRef(e.Ref, &nr) {
+					continue
+				}
+				if !upkeepSameChunk(e.Ref, &nr) {
+					return fmt.Errorf("%w: new ref of chunk %s does not describe the recorded chunk", ErrInvalid, nr.ID)
+				}
+				e.Ref = &nr
+				// Keys from a cursor are valid only during the transaction and must not
+				// be written through while iterating: collect, then write.
+				todo = append(todo, rewrite{b, slices.Clone(k), e})
 			}
-			if len(val) < 2 || val[1] != extentChunk {
-				continue
-			}
-			e, err := decodeExtent(val)
-			if err != nil {
-				return fmt.Errorf("extent of inode %d: %w", keyIno(k), err)
-			}
-			nr, ok := refs[e.Ref.ID]
-			if !ok || upkeepSameRef(e.Ref, &nr) {
-				continue
-			}
-			if !upkeepSameChunk(e.Ref, &nr) {
-				return fmt.Errorf("%w: new ref of chunk %s does not describe the recorded chunk", ErrInvalid, nr.ID)
-			}
-			e.Ref = &nr
-			// Keys from a cursor are valid only during the transaction and must not be
-			// written through while iterating: collect, then write.
-			todo = append(todo, rewrite{slices.Clone(k), e})
 		}
 		for _, r := range todo {
-			if err := b.Put(r.key, encodeExtent(r.e)); err != nil {
+			if err := r.b.Put(r.key, encodeExtent(r.e)); err != nil {
 				return err
 			}
 		}

@@ -120,3 +120,38 @@ func sameSet(a, b []pipeline.Ref) bool {
 		return !slices.ContainsFunc(b, func(s pipeline.Ref) bool { return sameRef(r, s) })
 	})
 }
+
+// TestUpkeepSnapshotObjects: the last snapshot's objects are live (renewed, checked) and
+// their repaired holders are recorded.
+func TestUpkeepSnapshotObjects(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	_, h := e.create(volume.RootIno, "f")
+	e.write(h, bytes.Repeat([]byte("x"), 100<<10), 0)
+	h.Release()
+	if err := e.v.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := must[[]pipeline.Ref](t)(e.v.LiveRefs(ctx))
+	st := newSnapStore()
+	if _, _, err := e.v.Snapshot(ctx, st, st.keys); err != nil {
+		t.Fatal(err)
+	}
+	after := must[[]pipeline.Ref](t)(e.v.LiveRefs(ctx))
+	var objs []pipeline.Ref
+	for _, r := range after {
+		if !slices.ContainsFunc(before, func(b pipeline.Ref) bool { return b.ID == r.ID }) {
+			objs = append(objs, r)
+		}
+	}
+	if len(objs) == 0 || len(objs) != st.puts {
+		t.Fatalf("%d snapshot objects among the live refs, %d were put", len(objs), st.puts)
+	}
+	nr := objs[0]
+	nr.Fragments = []pipeline.Fragment{{ID: nr.Fragments[0].ID, Peer: "repaired"}}
+	if err := e.v.UpdateRefs(ctx, map[crypt.ChunkID]pipeline.Ref{nr.ID: nr}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(must[[]pipeline.Ref](t)(e.v.LiveRefs(ctx)), func(r pipeline.Ref) bool { return sameRef(r, nr) }) {
+		t.Fatal("repaired snapshot object's holder not recorded")
+	}
+}

@@ -42,7 +42,8 @@ const dhtProtocol = ProtocolPrefix + "/kad/1.0.0"
 type Config struct {
 	// DataDir holds the node's identity key (identity.key, mode 0600, created on first
 	// start and reused after: the peer ID must survive restarts because manifests record
-	// it) and, for donors, the fragment store. Required.
+	// it) and, for servers, the DHT records put on the node (records.db) and the
+	// fragment store. Required.
 	DataDir string
 	// ListenAddrs are multiaddrs to listen on. Default: loopback only, ephemeral ports,
 	// /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1.
@@ -209,16 +210,24 @@ func start(h host.Host, cfg Config, bootstrap []peer.AddrInfo, hostClosers []fun
 		n.closers = append([]func() error{srv.Close}, n.closers...)
 	}
 
-	mode := kaddht.ModeClient
-	if cfg.Mode == ModeServer {
-		mode = kaddht.ModeServer
-	}
-	d, err := kaddht.New(h,
+	opts := []kaddht.Option{
 		kaddht.ProtocolPrefix(ProtocolPrefix),
-		kaddht.Mode(mode),
+		kaddht.Mode(kaddht.ModeClient),
 		// Always explicit: the list may be empty, but never the public IPFS peers.
 		kaddht.BootstrapPeers(bootstrap...),
-	)
+	}
+	if cfg.Mode == ModeServer {
+		// A server keeps the value records put on it (drives' root records) on disk, so
+		// a restart does not lose them until each drive republishes.
+		recs, err := openRecords(filepath.Join(cfg.DataDir, recordsFile))
+		if err != nil {
+			return nil, err
+		}
+		// Closed after the host: kad-dht's handlers may read records until it is gone.
+		n.closers = append(n.closers, recs.Close)
+		opts = append(opts, kaddht.Mode(kaddht.ModeServer), kaddht.ValueDatastore(recs))
+	}
+	d, err := kaddht.New(h, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dht: kad-dht: %w", err)
 	}

@@ -91,6 +91,10 @@ func TestBenchMounted(t *testing.T) {
 	emptyDir(t, d.cacheDir())
 	d.start()
 
+	for _, dir := range []string{plain, d.mnt} {
+		t.Logf("per operation in %s: %s; load %s", dir, metadataOps(t, dir), loadavg())
+	}
+
 	goSrc := filepath.Join(runtime.GOROOT(), "src")
 	rsPlain := timed("rsync", "-a", goSrc+"/", filepath.Join(plain, "gosrc")+"/")
 	samp = sampleDisk(d)
@@ -98,6 +102,58 @@ func TestBenchMounted(t *testing.T) {
 	samp.done()
 	t.Logf("rsync -a of %s: plain dir %.1f s, mount %.1f s (peak staging %.0f MiB, cache %.0f MiB); load %s",
 		goSrc, rsPlain.Seconds(), rsMount.Seconds(), mib(samp.peakStaging), mib(samp.peakCache), loadavg())
+}
+
+// metadataOps times 300 of each namespace operation a file copy makes, in a new
+// directory under dir, and returns the mean time of each.
+func metadataOps(t *testing.T, dir string) string {
+	t.Helper()
+	const n = 300
+	dir = filepath.Join(dir, "ops")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := func(p string, i int) string { return filepath.Join(dir, fmt.Sprintf("%s%d", p, i)) }
+	data := make([]byte, 1000)
+	ops := []struct {
+		what string
+		op   func(i int) error
+	}{
+		{"create", func(i int) error {
+			f, err := os.OpenFile(name("f", i), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		}},
+		{"write 1 KB + close", func(i int) error {
+			f, err := os.OpenFile(name("f", i), os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(data); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}},
+		{"chmod", func(i int) error { return os.Chmod(name("f", i), 0o600) }},
+		{"utimes", func(i int) error { return os.Chtimes(name("f", i), time.Unix(1, 0), time.Unix(1, 0)) }},
+		{"rename", func(i int) error { return os.Rename(name("f", i), name("g", i)) }},
+		{"lstat", func(i int) error { _, err := os.Lstat(name("g", i)); return err }},
+		{"unlink", func(i int) error { return os.Remove(name("g", i)) }},
+	}
+	var out []string
+	for _, o := range ops {
+		start := time.Now()
+		for i := range n {
+			if err := o.op(i); err != nil {
+				t.Fatalf("%s: %v", o.what, err)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s %.2f ms", o.what, float64(time.Since(start).Microseconds())/1000/n))
+	}
+	return strings.Join(out, ", ")
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }

@@ -82,7 +82,12 @@ func TestKillMidWrite(t *testing.T) {
 	if len(done) != killAt || writerErr == nil {
 		t.Fatalf("writer closed %d files and stopped with %v; want %d closed and an error at the kill", len(done), writerErr, killAt)
 	}
-	t.Logf("killed with %d files closed, file %d half written; the writer saw: %v", len(done), killAt, writerErr)
+	staged, err := diskUse(d.stagingDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed with %d files closed, file %d half written, %d KiB in staging; the writer saw: %v",
+		len(done), killAt, staged>>10, writerErr)
 
 	d.start()
 	verify := func(when string) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -215,5 +216,34 @@ func TestPermissions(t *testing.T) {
 	}
 	if err := as("touch", filepath.Join(mnt, "new")); err == nil {
 		t.Error("other user created a file in a 0755 directory it does not own")
+	}
+}
+
+// TestFsyncDir: fsync(2) of a directory reaches the volume's DirSync hook, and its error
+// comes back to the caller.
+func TestFsyncDir(t *testing.T) {
+	var calls atomic.Int32
+	var fail atomic.Bool
+	mnt, _, _ := mount(t, volume.Config{DirSync: func(context.Context) error {
+		calls.Add(1)
+		if fail.Load() {
+			return volume.ErrNoSpace
+		}
+		return nil
+	}})
+	d, err := os.Open(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		t.Fatalf("fsync of the root directory: %v", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("DirSync called %d times, want 1", n)
+	}
+	fail.Store(true)
+	if err := d.Sync(); !isErrno(err, syscall.ENOSPC) {
+		t.Errorf("fsync with a failing hook: %v, want ENOSPC", err)
 	}
 }

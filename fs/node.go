@@ -246,10 +246,14 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Fsync of a node without a handle (directories): metadata commits are already durable.
+// Fsync of a node without a handle: metadata commits are already durable, so only a
+// directory has more to do (see volume.SyncDir).
 func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	if h, ok := fh.(*handle); ok {
 		return h.Fsync(ctx, flags)
+	}
+	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return toErrno(n.log, "fsyncdir", n.v.SyncDir(ctx))
 	}
 	return 0
 }
@@ -393,4 +397,6 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 
 func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
 
-func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	return toErrno(d.log, "fsyncdir", d.v.SyncDir(ctx))
+}

@@ -51,6 +51,26 @@ func (v *Volume) SnapshotChanged() (bool, error) {
 	return changed, err
 }
 
+// Version returns the metadata store's last committed transaction ID, which grows with
+// every commit: a caller that polls it can tell when changes have settled.
+func (v *Volume) Version() (uint64, error) {
+	var id uint64
+	err := v.db.View(func(tx *bolt.Tx) error {
+		id = uint64(tx.ID())
+		return nil
+	})
+	return id, err
+}
+
+// SyncDir is fsync(2) of a directory. Namespace changes are durable in the metadata store
+// once they return, so it only calls Config.DirSync, if set, and returns its error.
+func (v *Volume) SyncDir(ctx context.Context) error {
+	if v.cfg.DirSync == nil {
+		return nil
+	}
+	return v.cfg.DirSync(ctx)
+}
+
 // LastSnapshot returns the root of the last snapshot taken or restored, if any.
 func (v *Volume) LastSnapshot() (snapshot.Ptr, bool, error) {
 	var p snapshot.Ptr

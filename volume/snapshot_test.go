@@ -247,3 +247,30 @@ func TestSnapshotIncremental(t *testing.T) {
 		t.Errorf("one change uploaded %d objects of %d", s.Uploaded, s.Objects)
 	}
 }
+
+// TestVersionAndSyncDir: Version grows with commits, and SyncDir is the DirSync hook.
+func TestVersionAndSyncDir(t *testing.T) {
+	calls := 0
+	hookErr := fmt.Errorf("hook failed")
+	e := newEnv(t, volume.Config{DirSync: func(context.Context) error {
+		calls++
+		return hookErr
+	}})
+	v0 := must[uint64](t)(e.v.Version())
+	if v1 := must[uint64](t)(e.v.Version()); v1 != v0 {
+		t.Errorf("Version moved without a commit: %d, then %d", v0, v1)
+	}
+	if _, err := e.v.Mkdir(ctx, volume.RootIno, "d", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v1 := must[uint64](t)(e.v.Version()); v1 <= v0 {
+		t.Errorf("Version after a mkdir %d, before %d", v1, v0)
+	}
+	if err := e.v.SyncDir(ctx); err != hookErr || calls != 1 {
+		t.Errorf("SyncDir: %v after %d calls, want the hook's error after 1", err, calls)
+	}
+	plain := newEnv(t, volume.Config{})
+	if err := plain.v.SyncDir(ctx); err != nil {
+		t.Errorf("SyncDir without a hook: %v", err)
+	}
+}

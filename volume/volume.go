@@ -110,6 +110,9 @@ type Config struct {
 	Logger *slog.Logger
 	// RootUID, RootGID own the root directory when the volume is created.
 	RootUID, RootGID uint32
+	// DirSync, if set, is called by SyncDir (fsync(2) of a directory) and its error
+	// returned: a mount that keeps metadata snapshots in the network snapshots there.
+	DirSync func(ctx context.Context) error
 }
 
 func (c *Config) setDefaults() error {

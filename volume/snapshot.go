@@ -112,6 +112,13 @@ func snapSetSeq(tx *bolt.Tx, seq uint64) error {
 	if old := b.Get(snapKeySeq); len(old) == 8 && binary.BigEndian.Uint64(old) >= seq {
 		return nil
 	}
+	// The sequence is nothing a snapshot holds: a store current with the last snapshot
+	// stays current (publishing a snapshot must not make SnapshotChanged report a change).
+	if at := b.Get(snapKeyTx); len(at) == 8 && binary.BigEndian.Uint64(at) == uint64(tx.ID())-1 {
+		if err := b.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, uint64(tx.ID()))); err != nil {
+			return err
+		}
+	}
 	return b.Put(snapKeySeq, binary.BigEndian.AppendUint64(nil, seq))
 }
 

@@ -274,3 +274,31 @@ func TestVersionAndSyncDir(t *testing.T) {
 		t.Errorf("SyncDir without a hook: %v", err)
 	}
 }
+
+// TestSnapshotSeqIsNoChange: recording a root record sequence (as publishing does) is not
+// a change a snapshot must pick up, and does not hide a real one.
+func TestSnapshotSeqIsNoChange(t *testing.T) {
+	e := newEnv(t, volume.Config{})
+	st := newSnapStore()
+	if _, _, err := e.v.Snapshot(ctx, st, st.keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.v.SetSnapshotSeq(5); err != nil {
+		t.Fatal(err)
+	}
+	if changed := must[bool](t)(e.v.SnapshotChanged()); changed {
+		t.Error("SnapshotChanged after recording a sequence")
+	}
+	if seq := must[uint64](t)(e.v.SnapshotSeq()); seq != 5 {
+		t.Errorf("SnapshotSeq %d, want 5", seq)
+	}
+	if _, err := e.v.Mkdir(ctx, volume.RootIno, "d", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.v.SetSnapshotSeq(6); err != nil {
+		t.Fatal(err)
+	}
+	if changed := must[bool](t)(e.v.SnapshotChanged()); !changed {
+		t.Error("SnapshotChanged false after a mkdir and a sequence")
+	}
+}

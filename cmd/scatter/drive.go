@@ -175,13 +175,25 @@ func writeFileExcl(path string, data []byte) (err error) {
 // readRecoveryKey reads a recovery key from r: all of its text, whatever the layout.
 func readRecoveryKey(r io.Reader) (crypt.Secret, error) {
 	var b strings.Builder
+	var lines []string
 	sc := bufio.NewScanner(io.LimitReader(r, 4096))
 	for sc.Scan() {
 		b.WriteString(sc.Text())
 		b.WriteByte(' ')
+		lines = append(lines, sc.Text())
 	}
 	if err := sc.Err(); err != nil {
 		return crypt.Secret{}, err
 	}
-	return crypt.ParseRecoveryKey(b.String())
+	s, err := crypt.ParseRecoveryKey(b.String())
+	if err == nil {
+		return s, nil
+	}
+	// The output of scatter key export: explanations around the key on a line of its own.
+	for _, l := range lines {
+		if s, lerr := crypt.ParseRecoveryKey(l); lerr == nil {
+			return s, nil
+		}
+	}
+	return crypt.Secret{}, err
 }

@@ -37,7 +37,7 @@ func init() {
 		{"key", "export the drive key as a recovery key, or import one", runKey},
 		{"mount", "mount the drive on a directory (creating the drive on first use)", runMount},
 		{"status", "show a running mount's peers, space, pending uploads and health", runStatus},
-		{"sync", "wait until everything written to a running mount is on peers", runSync},
+		{"sync", "wait until everything written to a running mount is on peers; publish its metadata", runSync},
 		{"check", "count a running mount's fragments on their holders; -repair rebuilds missing ones", runCheck},
 		{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
 		{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},

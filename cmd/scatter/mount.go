@@ -145,6 +145,8 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	closers = append(closers, unlock)
 
+	_, keyErr := os.Stat(o.keyFile())
+	created := errors.Is(keyErr, os.ErrNotExist) // a new drive has nothing to recover
 	keys, err := o.drive(stdout)
 	if err != nil {
 		return err
@@ -193,14 +195,25 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	guard := upkeep.NewGuard(0)
+	seenSeq, err := recoverDrive(ctx, node.DHT(), store, keys, volume.Config{Dir: filepath.Join(o.dataDir, "volume")},
+		created, stdout, log)
+	if err != nil {
+		return err
+	}
+	var snaps *snapshots // started below, before the mount: fsync of a directory snapshots
 	vol, err := volume.Open(volume.Config{
 		Dir: filepath.Join(o.dataDir, "volume"), StagingMax: int64(o.staging), CacheMax: int64(o.cache),
 		Logger: log, RootUID: uint32(os.Getuid()), RootGID: uint32(os.Getgid()),
+		DirSync: func(ctx context.Context) error { return snaps.Now(ctx) },
 	}, &guardedChunks{Chunks: &meteredChunks{Store: store, m: m}, g: guard})
 	if err != nil {
 		return err
 	}
 	closers = append(closers, vol.Close)
+	if snaps, err = startSnapshots(vol, store, keys, node.DHT(), seenSeq, snapshotConfig{}, log, stdout); err != nil {
+		return err
+	}
+	closers = append(closers, snaps.Close)
 	up := upkeep.New(net, upkeep.Config{Lease: o.lease})
 	loop := upkeep.Start(up, vol, upkeep.LoopConfig{
 		RenewEvery: o.renewEvery, CheckEvery: o.checkEvery, CollectEvery: o.collectEvery,
@@ -217,11 +230,11 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		closers = append(closers, stop)
 		fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
 	}
-	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), &mountControl{
+	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), snapControl{snaps: snaps, mountControl: &mountControl{
 		mountpoint: o.mountpoint, dataDir: o.dataDir, shape: shape, localDonors: localDonors,
 		stagingMax: int64(o.staging), cacheMax: int64(o.cache), key: keys.Public, net: net, vol: vol, m: m,
 		up: up, loop: loop,
-	}, log)
+	}}, log)
 	if err != nil {
 		return err
 	}
@@ -263,6 +276,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s was unmounted.\n", o.mountpoint)
 	}
 	flushStaged(vol, m, stdout, o.flushTimeout, filepath.Join(o.dataDir, "volume"))
+	_ = snaps.Close() // the final snapshot, after the flush; it tells the user how it went
 	fmt.Fprintln(stdout, "Unmounted.")
 	return nil
 }

@@ -88,7 +88,12 @@ func (c *mountControl) Status(ctx context.Context, health bool) (*control.Status
 		st.Space.Drive += int64(frag) * int64(len(r.Fragments))
 	}
 	if health {
-		h, err := c.health(ctx, refs)
+		// Every chunk the drive needs, the metadata snapshot's objects too (as check counts).
+		live, err := c.vol.LiveRefs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h, err := c.health(ctx, live)
 		if err != nil {
 			return nil, err
 		}

@@ -136,13 +136,11 @@ type syncOptions struct {
 func runSync(ctx context.Context, args []string, stdout io.Writer) error {
 	var o syncOptions
 	fs := newFlagSet("sync", "[flags]", `Wait until everything staged in a running scatter mount is on peers, showing
-progress: an fsync of the whole drive, files open for writing included. Ctrl-C
-stops waiting; the uploads go on in the mount.
-
-Not yet: publishing the drive's metadata (directories and chunk manifests) to
-the network comes in a later version. Today the metadata stays on this device,
-so sync makes the data durable on the peers but another device cannot mount
-the drive from them yet.`,
+progress: an fsync of the whole drive, files open for writing included. Then
+take a snapshot of the drive's metadata (directories, attributes, where each
+chunk's fragments are), put it on the peers and publish it as the drive's root
+record in the DHT: from then on, a new device with the recovery key mounts the
+drive as it is now. Ctrl-C stops waiting; the uploads go on in the mount.`,
 		"scatter sync",
 		"cp -r ~/photos ~/Scatter/ && scatter sync",
 		"scatter sync -timeout 10m || echo 'peers are slow or unreachable'")
@@ -168,6 +166,6 @@ the drive from them yet.`,
 		}
 		return o.wrap(err)
 	}
-	fmt.Fprintln(stdout, "Everything staged is on peers.")
+	fmt.Fprintln(stdout, "Everything staged is on peers.\nThe metadata snapshot is published: a new device with the recovery key sees it all.")
 	return nil
 }

@@ -287,10 +287,10 @@ func (c snapControl) Sync(ctx context.Context, progress func(control.Progress)) 
 
 // Recovery attempts: the lookup is repeated while the answer may be an artefact of a
 // routing table still filling up.
-const (
-	recoverAttempts = 4
-	recoverBackoff  = 2 * time.Second
-)
+const recoverAttempts = 4
+
+// recoverBackoff is the pause between lookups (a variable for tests).
+var recoverBackoff = 2 * time.Second
 
 // recoverDrive rebuilds the metadata store in cfg.Dir from the drive's newest snapshot
 // when there is none yet (a fresh device with only the drive key). It returns the

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/routing"
+
+	"github.com/scatterfs/scatter/crypt"
+	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/root"
+	"github.com/scatterfs/scatter/swarm/memnet"
+	"github.com/scatterfs/scatter/volume"
+)
+
+// memDHT is a routing.ValueStore in memory: the last value put under a key wins. Every
+// put is also sent on puts, if set, without blocking.
+type memDHT struct {
+	mu     sync.Mutex
+	vals   map[string][]byte
+	getErr error // returned by every GetValue when set
+	puts   chan []byte
+}
+
+var _ routing.ValueStore = (*memDHT)(nil)
+
+func newMemDHT() *memDHT { return &memDHT{vals: map[string][]byte{}, puts: make(chan []byte, 64)} }
+
+func (d *memDHT) PutValue(_ context.Context, key string, val []byte, _ ...routing.Option) error {
+	d.mu.Lock()
+	d.vals[key] = bytes.Clone(val)
+	d.mu.Unlock()
+	select {
+	case d.puts <- bytes.Clone(val):
+	default:
+	}
+	return nil
+}
+
+func (d *memDHT) GetValue(_ context.Context, key string, _ ...routing.Option) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.getErr != nil {
+		return nil, d.getErr
+	}
+	v, ok := d.vals[key]
+	if !ok {
+		return nil, routing.ErrNotFound
+	}
+	return bytes.Clone(v), nil
+}
+
+func (d *memDHT) SearchValue(ctx context.Context, key string, _ ...routing.Option) (<-chan []byte, error) {
+	v, err := d.GetValue(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan []byte, 1)
+	ch <- v
+	close(ch)
+	return ch, nil
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// snapEnv is a drive over an in-memory swarm: keys, a chunk store and a DHT.
+type snapEnv struct {
+	keys  *crypt.Keys
+	store *pipeline.Store
+	dht   *memDHT
+}
+
+func newSnapEnv(t *testing.T) *snapEnv {
+	t.Helper()
+	var s crypt.Secret
+	s[0] = 42
+	w := memnet.NewWorld()
+	w.AddPeers("donor", 8, 1<<30)
+	keys := s.Keys()
+	st, err := pipeline.NewStore(w.Net("me", "owner"), keys, pipeline.Config{K: 4, M: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snapEnv{keys: keys, store: st, dht: newMemDHT()}
+}
+
+func (e *snapEnv) open(t *testing.T, dir string) *volume.Volume {
+	t.Helper()
+	v, err := volume.Open(volume.Config{Dir: dir, Logger: quietLog}, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// published decodes the record in the DHT.
+func (e *snapEnv) published(t *testing.T) root.Record {
+	t.Helper()
+	rec, err := root.Get(t.Context(), e.dht, e.keys, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func writeFile(t *testing.T, v *volume.Volume, parent uint64, name string, data []byte) {
+	t.Helper()
+	ctx := t.Context()
+	_, h, err := v.Create(ctx, parent, name, syscall.O_RDWR|syscall.O_EXCL, 0o640, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.Release()
+}
+
+// TestSnapshotsPublishAndRecover: Now publishes a snapshot of the tree, Close publishes
+// the last change, and recoverDrive rebuilds the same tree in a fresh directory.
+func TestSnapshotsPublishAndRecover(t *testing.T) {
+	ctx := t.Context()
+	e := newSnapEnv(t)
+	v := e.open(t, t.TempDir())
+	var out bytes.Buffer
+	s, err := startSnapshots(v, e.store, e.keys, e.dht, 0, snapshotConfig{}, quietLog, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := v.Mkdir(ctx, volume.RootIno, "docs", 0o750, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("scatter snapshots "), 100000) // beyond the inline limit
+	writeFile(t, v, dir.Ino, "big", data)
+	if err := v.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Now(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := e.published(t)
+	writeFile(t, v, dir.Ino, "late", []byte("written after the last Now"))
+	if err := v.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Now(ctx); !errors.Is(err, errSnapshotsClosed) {
+		t.Errorf("Now after Close: %v, want errSnapshotsClosed", err)
+	}
+	last := e.published(t)
+	if last.Seq <= first.Seq || !strings.Contains(out.String(), "Metadata snapshot published") {
+		t.Errorf("Close published sequence %d after %d; said %q", last.Seq, first.Seq, out.String())
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A fresh device: only the keys, the peers and the DHT.
+	fresh := t.TempDir()
+	out.Reset()
+	seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: fresh}, false, &out, quietLog)
+	if err != nil || seq != last.Seq {
+		t.Fatalf("recoverDrive: sequence %d, %v; want %d", seq, err, last.Seq)
+	}
+	v2 := e.open(t, fresh)
+	defer v2.Close()
+	for name, want := range map[string][]byte{"big": data, "late": []byte("written after the last Now")} {
+		a, err := v2.Lookup(ctx, dir.Ino, name)
+		if err != nil {
+			t.Fatalf("lookup %s in the recovered drive: %v", name, err)
+		}
+		h, err := v2.Open(ctx, a.Ino, syscall.O_RDONLY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(want)+1)
+		n, err := h.Read(ctx, got, 0)
+		h.Release()
+		if err != nil || !bytes.Equal(got[:n], want) || a.Mode&0o777 != 0o640 {
+			t.Errorf("%s recovered: %d bytes (%v), mode %o", name, n, err, a.Mode)
+		}
+	}
+
+	// The recovered drive knows the sequence: older records are replays, newer go above.
+	s2, err := startSnapshots(v2, e.store, e.keys, e.dht, seq, snapshotConfig{}, quietLog, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v2.SnapshotSeq(); got < seq {
+		t.Errorf("SnapshotSeq after recovery %d, want at least %d", got, seq)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.published(t); after.Seq <= seq {
+		t.Errorf("publication after recovery has sequence %d, not above %d", after.Seq, seq)
+	}
+
+	// A store that exists is never restored over, whatever the DHT says.
+	if seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: fresh}, false, io.Discard, quietLog); seq != 0 || err != nil {
+		t.Errorf("recoverDrive over an existing store: %d, %v", seq, err)
+	}
+}
+
+// TestSnapshotsSettle: a change is snapshotted and published by the loop on its own.
+func TestSnapshotsSettle(t *testing.T) {
+	ctx := t.Context()
+	e := newSnapEnv(t)
+	v := e.open(t, t.TempDir())
+	defer v.Close()
+	s, err := startSnapshots(v, e.store, e.keys, e.dht, 0,
+		snapshotConfig{Quiet: 20 * time.Millisecond, Poll: 5 * time.Millisecond}, quietLog, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	<-e.dht.puts // the first run, at start
+	if _, err := v.Mkdir(ctx, volume.RootIno, "settled", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var rec []byte
+		select {
+		case rec = <-e.dht.puts:
+		case <-ctx.Done():
+			t.Fatal("no snapshot published after a change")
+		}
+		r, err := root.Decode(e.keys, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, _, _ := v.LastSnapshot(); bytes.Equal(snapMust(r.Root.MarshalBinary()), snapMust(p.MarshalBinary())) {
+			if changed, _ := v.SnapshotChanged(); !changed {
+				break // published the snapshot of the tree with "settled"
+			}
+		}
+	}
+}
+
+func snapMust[T any](v T, err error) T {
+	if err != nil {
+		panic("BUG: " + err.Error())
+	}
+	return v
+}
+
+// TestRecoverDrive: what a fresh data dir does for each answer of the DHT.
+func TestRecoverDrive(t *testing.T) {
+	defer func(d time.Duration) { recoverBackoff = d }(recoverBackoff)
+	recoverBackoff = time.Millisecond
+	ctx := t.Context()
+	e := newSnapEnv(t)
+	key, err := root.Key(e.keys.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing published: a drive that never was, started empty.
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, false, &out, quietLog); seq != 0 || err != nil {
+		t.Errorf("no record: %d, %v", seq, err)
+	}
+	if !strings.Contains(out.String(), "starting it empty") {
+		t.Errorf("no record: said %q", out.String())
+	}
+
+	// A record that does not verify: refused at once, nothing created.
+	e.dht.PutValue(ctx, key, []byte("not a record"))
+	if _, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, false, io.Discard, quietLog); !errors.Is(err, root.ErrInvalid) ||
+		!strings.Contains(err.Error(), "refusing to start an empty drive") {
+		t.Errorf("invalid record: %v", err)
+	}
+	// The same DHT for a drive created just now: not asked.
+	if seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, true, io.Discard, quietLog); seq != 0 || err != nil {
+		t.Errorf("new drive: %d, %v", seq, err)
+	}
+
+	// The DHT cannot answer: an error, never an empty drive.
+	e.dht.getErr = errors.New("failed to find any peer in table")
+	if _, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, false, io.Discard, quietLog); err == nil {
+		t.Error("unreachable DHT: no error")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "meta.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed recovery left a metadata store: %v", err)
+	}
+}

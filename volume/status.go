@@ -22,6 +22,9 @@ func (v *Volume) Pending() (bytes int64, files int) {
 	return w.used, len(w.stagedF)
 }
 
+// CacheStats returns the read cache's hits and misses since the volume was opened.
+func (v *Volume) CacheStats() (hits, misses int64) { return v.cache.Stats() }
+
 // CacheUsed returns the bytes held by the read cache.
 func (v *Volume) CacheUsed() int64 { return v.cache.Used() }
 

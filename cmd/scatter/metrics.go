@@ -89,6 +89,18 @@ func (m *meters) volumeGauges(v *volume.Volume, stagingMax, cacheMax int64) {
 	m.gauge("scatter_staging_limit_bytes", "Staging cap (-staging).", func() float64 { return float64(stagingMax) })
 	m.gauge("scatter_cache_bytes", "Bytes in the read cache.", func() float64 { return float64(v.CacheUsed()) })
 	m.gauge("scatter_cache_limit_bytes", "Read cache cap (-cache).", func() float64 { return float64(cacheMax) })
+	m.counter("scatter_cache_hits_total", "Chunk reads served by the read cache.", func() float64 {
+		h, _ := v.CacheStats()
+		return float64(h)
+	})
+	m.counter("scatter_cache_misses_total", "Chunk reads the read cache could not serve (fetched from peers).", func() float64 {
+		_, mi := v.CacheStats()
+		return float64(mi)
+	})
+}
+
+func (m *meters) counter(name, help string, f func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 }
 
 // serve serves the metrics (and the Go and libp2p metrics of the default registry) on

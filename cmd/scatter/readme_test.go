@@ -328,7 +328,7 @@ func TestReadme(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`scatter_fragment_bytes_total{op="get"}`, `scatter_fragment_request_seconds_bucket{op="get"`,
-		"scatter_chunk_fetches_total", "scatter_staging_bytes", "scatter_cache_bytes", "scatter_peers_connected",
+		"scatter_chunk_fetches_total", "scatter_staging_bytes", "scatter_cache_bytes", "scatter_cache_hits_total", "scatter_peers_connected",
 	} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %s", want)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/scatterfs/scatter/crypt"
 )
@@ -24,6 +25,8 @@ type Cache struct {
 	used int64 // bytes of entries plus bytes reserved by Puts in progress; <= max
 	lru  *list.List
 	idx  map[crypt.ChunkID]*list.Element
+
+	hits, misses atomic.Int64 // Get calls that found the chunk, and that did not
 }
 
 type entry struct {
@@ -92,6 +95,16 @@ func (c *Cache) evictLocked(n int64) {
 
 // Get returns the sealed chunk id, or false if it is not cached.
 func (c *Cache) Get(id crypt.ChunkID) ([]byte, bool) {
+	b, ok := c.get(id)
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return b, ok
+}
+
+func (c *Cache) get(id crypt.ChunkID) ([]byte, bool) {
 	c.mu.Lock()
 	el, ok := c.idx[id]
 	if ok {
@@ -114,6 +127,9 @@ func (c *Cache) Get(id crypt.ChunkID) ([]byte, bool) {
 	}
 	return b, true
 }
+
+// Stats returns how many Get calls found their chunk and how many did not, since Open.
+func (c *Cache) Stats() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
 
 // Has reports whether id is cached.
 func (c *Cache) Has(id crypt.ChunkID) bool {

@@ -62,3 +62,21 @@ func TestOpenRejectsZeroBound(t *testing.T) {
 		t.Fatal("Open with max 0 succeeded")
 	}
 }
+
+func TestStats(t *testing.T) {
+	c, err := Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b crypt.ChunkID
+	b[0] = 1
+	if err := c.Put(a, []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	c.Get(a)
+	c.Get(a)
+	c.Get(b)
+	if h, m := c.Stats(); h != 2 || m != 1 {
+		t.Fatalf("Stats = %d hits, %d misses; want 2, 1", h, m)
+	}
+}

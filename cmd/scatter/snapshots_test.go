@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +18,12 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/routing"
 
+	"github.com/scatterfs/scatter/chunker"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/root"
+	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/swarm"
 	"github.com/scatterfs/scatter/swarm/memnet"
 	"github.com/scatterfs/scatter/volume"
 )
@@ -296,5 +301,136 @@ func TestRecoverDrive(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "meta.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed recovery left a metadata store: %v", err)
+	}
+}
+
+// TestSnapshotFigures measures docs/benchmarks.md "Metadata snapshots": a drive of N
+// files (each one chunk of 8+4 fragments on 14 donors, with realistic peer IDs) is
+// recovered from its snapshot on a fresh device, one file is changed, and the next
+// snapshot's uploads are counted. The donors are in memory (memnet, no latency): the
+// figures are the CPU and bytes, not network round trips. Set SCATTER_SNAP_FIGURES=1.
+func TestSnapshotFigures(t *testing.T) {
+	if os.Getenv("SCATTER_SNAP_FIGURES") == "" {
+		t.Skip("set SCATTER_SNAP_FIGURES=1 to measure")
+	}
+	for _, n := range []int{10_000, 100_000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { snapshotFigures(t, n) })
+	}
+}
+
+func snapshotFigures(t *testing.T, files int) {
+	ctx := t.Context()
+	var s crypt.Secret
+	s[0] = 9
+	keys := s.Keys()
+	w := memnet.NewWorld()
+	w.AddPeers("donor", 14, 1<<40)
+	store, err := pipeline.NewStore(w.Net("me", "owner"), keys, pipeline.Config{K: 8, M: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 14 peer IDs as long as real ones, for the synthetic files' fragment holders.
+	var peers []swarm.PeerID
+	for i := range 14 {
+		peers = append(peers, swarm.PeerID(fmt.Sprintf("12D3KooW%044d", i)))
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	now := time.Now()
+	perDir := 1000
+	b := snapshot.NewBuilder(store, keys, nil)
+	var top []snapshot.Entry
+	ino := uint64(volume.RootIno)
+	start := time.Now()
+	for d := 0; d*perDir < files; d++ {
+		var entries []snapshot.Entry
+		for f := 0; f < perDir && d*perDir+f < files; f++ {
+			ino++
+			ref := pipeline.Ref{Size: 2 << 20, SealedLen: 2<<20 + 40, K: 8, M: 4}
+			for i := range 32 {
+				ref.ID[i] = byte(rnd.Uint32())
+			}
+			for range 12 {
+				var fid chunker.FragmentID
+				for j := range fid {
+					fid[j] = byte(rnd.Uint32())
+				}
+				ref.Fragments = append(ref.Fragments, pipeline.Fragment{ID: fid, Peer: peers[rnd.IntN(len(peers))]})
+			}
+			entries = append(entries, snapshot.Entry{
+				Name: fmt.Sprintf("file-%07d.jpg", d*perDir+f), Ino: ino,
+				Attr:    snapshot.Attr{Mode: syscall.S_IFREG | 0o644, Nlink: 1, Size: 2 << 20, Atime: now, Mtime: now, Ctime: now},
+				Extents: []snapshot.Extent{{Off: 0, Len: 2 << 20, Ref: &ref}},
+			})
+		}
+		p, err := b.Dir(ctx, entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ino++
+		top = append(top, snapshot.Entry{Name: fmt.Sprintf("dir-%04d", d), Ino: ino, Dir: &p,
+			Attr: snapshot.Attr{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}})
+	}
+	tp, err := b.Dir(ctx, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPtr, err := b.Root(ctx, snapshot.Info{Time: now, NextIno: ino}, snapshot.Entry{Ino: volume.RootIno, Dir: &tp,
+		Attr: snapshot.Attr{Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now, Mtime: now, Ctime: now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := b.Stats()
+	t.Logf("%d files: full snapshot %d objects, %.1f MiB, built and put in %v",
+		files, full.Objects, float64(full.UploadedBytes)/(1<<20), time.Since(start).Round(time.Millisecond))
+
+	// A fresh device recovers the drive.
+	dir := t.TempDir()
+	start = time.Now()
+	if err := volume.Restore(ctx, volume.Config{Dir: dir}, snapshot.NewReader(store), rootPtr); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files: recovered (fetch, open, decode %d objects, write meta.db) in %v",
+		files, full.Objects, time.Since(start).Round(time.Millisecond))
+	v, err := volume.Open(volume.Config{Dir: dir, Logger: quietLog}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	d0, err := v.Lookup(ctx, volume.RootIno, "dir-0003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := v.ReadDir(ctx, d0.Ino, 0, 2*perDir); err != nil || len(ents) != perDir {
+		t.Fatalf("recovered directory: %d entries, %v", len(ents), err)
+	}
+
+	// One file changes; the next snapshot uploads the changed path only.
+	if _, _, err := v.Snapshot(ctx, store, keys); err != nil { // what Open's bookkeeping changed
+		t.Fatal(err)
+	}
+	f, err := v.Lookup(ctx, d0.Ino, "file-0003500.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := v.Open(ctx, f.Ino, syscall.O_RDWR|syscall.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Write(ctx, []byte("a new, small content"), 0); err != nil {
+		t.Fatal(err)
+	}
+	h.Release()
+	if err := v.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	_, st, err := v.Snapshot(ctx, store, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files: after changing one file, snapshot uploaded %d of %d objects, %.1f KiB, in %v",
+		files, st.Uploaded, st.Objects, float64(st.UploadedBytes)/1024, time.Since(start).Round(time.Millisecond))
+	if st.Uploaded > 8 {
+		t.Errorf("one change uploaded %d objects", st.Uploaded)
 	}
 }

@@ -189,9 +189,12 @@ func TestRecover(t *testing.T) {
 	fresh := newDrive(t, append(sw.bootstrapFlags(), "-staging", "64M")...)
 	fresh.keyCmd(recoveryKey, "import")
 	fresh.start()
-	if b, _ := os.ReadFile(fresh.logPath); !bytes.Contains(b, []byte("Recovered the drive's metadata from the network")) {
+	b, _ := os.ReadFile(fresh.logPath)
+	i := bytes.Index(b, []byte("Recovered the drive's metadata from the network"))
+	if i < 0 {
 		t.Fatalf("the new device did not recover the drive")
 	}
+	t.Log(string(bytes.SplitN(b[i:], []byte("\n"), 2)[0]))
 	after := snapshot(t, fresh.path("t"))
 	if !reflect.DeepEqual(before, after) {
 		n := 0

@@ -9,7 +9,7 @@
 //	SCATTER_BIN=path test this scatter binary instead of building cmd/scatter
 //	SCATTER_RACE=1   build the binary with -race (several times slower)
 //	SCATTER_BIG=512M size of TestBigFile's file (default 2G)
-//	SCATTER_FULL=1   TestRsync copies all of $(go env GOROOT)/src instead of a subset
+//	SCATTER_FULL=0   TestRsync copies a subset of $(go env GOROOT)/src, not all of it
 //	SCATTER_BENCH=1  run TestBenchMounted, the figures of docs/benchmarks.md "Mounted drive"
 package mount_test
 

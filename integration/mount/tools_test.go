@@ -9,18 +9,20 @@ import (
 	"testing"
 )
 
-// goSrcSubset is the part of $GOROOT/src TestRsync copies by default: ~1,500 files and
-// directories, 15 MB. The whole tree (~12,800 entries) takes minutes through the mount on
-// this 2-core machine; SCATTER_FULL=1 copies all of it.
+// goSrcSubset is the part of $GOROOT/src TestRsync copies with SCATTER_FULL=0: ~1,500
+// files and directories, 15 MB, for quick local runs. By default (and in CI) it copies the
+// whole tree (~12,800 entries), as the issue asks: 2-3 minutes through the mount on this
+// 2-core machine, bound by metadata commits (docs/benchmarks.md "Mounted drive").
 var goSrcSubset = []string{"archive", "compress", "encoding", "go", "net"}
 
-// rsyncSource returns the directory TestRsync copies and the top-level entries to take.
+// rsyncSource returns the directory TestRsync copies and the top-level entries to take
+// (nil: all of it).
 func rsyncSource() (string, []string) {
 	src := filepath.Join(runtime.GOROOT(), "src")
-	if os.Getenv("SCATTER_FULL") != "" {
-		return src, nil
+	if os.Getenv("SCATTER_FULL") == "0" {
+		return src, goSrcSubset
 	}
-	return src, goSrcSubset
+	return src, nil
 }
 
 // TestRsync copies Go's source tree into the mount with `rsync -a`, then checks that rsync

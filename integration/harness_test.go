@@ -406,7 +406,9 @@ func readBack(ctx context.Context, st *pipeline.Store, refs []pipeline.Ref, seed
 	}
 	window := make(chan struct{}, workers)
 	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel, on every return
+	// On every return: cancel first (deferred calls run last-in first-out), so that the
+	// scheduler and the reads end, then wait for them.
+	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() {
 		for i, ref := range refs {
 			select {

@@ -71,6 +71,12 @@ type Payload struct {
 	LeaseExpiry time.Time    // end of the writer lease
 }
 
+// Held reports whether p names a writer whose lease has not ended at now. A record
+// published at a clean unmount keeps its writer's name with no lease: the drive is free.
+func (p Payload) Held(now time.Time) bool {
+	return p.Writer != "" && now.Before(p.LeaseExpiry)
+}
+
 // Record is a decoded, valid root record.
 type Record struct {
 	Seq uint64

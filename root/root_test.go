@@ -212,3 +212,21 @@ func TestDHT(t *testing.T) {
 		t.Fatalf("after tampering: %+v, %v", rec, err)
 	}
 }
+
+func TestPayloadHeld(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, c := range []struct {
+		p    Payload
+		want bool
+	}{
+		{Payload{Writer: "w", LeaseExpiry: now.Add(time.Second)}, true},
+		{Payload{Writer: "w", LeaseExpiry: now}, false}, // ends at its expiry
+		{Payload{Writer: "w", LeaseExpiry: now.Add(-time.Hour)}, false},
+		{Payload{Writer: "w"}, false}, // released at unmount
+		{Payload{LeaseExpiry: now.Add(time.Hour)}, false},
+	} {
+		if got := c.p.Held(now); got != c.want {
+			t.Errorf("%+v Held = %v, want %v", c.p, got, c.want)
+		}
+	}
+}

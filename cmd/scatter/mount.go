@@ -41,6 +41,8 @@ type mountOptions struct {
 	debugFUSE    bool
 	metrics      string
 	flushTimeout time.Duration
+	writerLease  time.Duration
+	takeover     bool
 	mountpoint   string
 }
 
@@ -65,7 +67,14 @@ In the background the mount keeps its fragments alive: it renews their leases
 (one signed request per donor, every -renew-every), checks every chunk's
 fragments and rebuilds missing ones onto new donors (every -check-every, at
 most -repair-rate), and deletes the fragments of chunks no file references
-any more (every -collect-every).`
+any more (every -collect-every).
+
+One device writes a drive at a time: the mount holds a writer lease in the
+drive's root record (renewed every third of -writer-lease, released at a clean
+unmount) and refuses to start while another device holds it, naming that device
+and when its lease ends. After a crash, the lease ends -writer-lease later.
+-force-takeover mounts anyway: dangerous, as both devices then publish their own
+tree and the last published wins, dropping the other's changes.`
 
 func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	o := mountOptions{staging: 256 << 20, cache: 1 << 30, donorQuota: 1 << 30}
@@ -91,6 +100,8 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.BoolVar(&o.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	flags.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this `address` (e.g. 127.0.0.1:9464)")
 	flags.DurationVar(&o.flushTimeout, "flush-timeout", time.Minute, "at unmount, how long to wait for staged data to reach peers (0: do not wait)")
+	flags.DurationVar(&o.writerLease, "writer-lease", defaultWriterLease, "how long the writer lease lasts without renewal (renewed every third of it)")
+	flags.BoolVar(&o.takeover, "force-takeover", false, "mount for writing even while another device holds the writer lease (dangerous: the last to publish wins)")
 	if err := applyLayers(flags, args); err != nil {
 		return err
 	}
@@ -116,6 +127,9 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if o.flushTimeout < 0 {
 		return fmt.Errorf("%w: -flush-timeout is negative", errUsage)
+	}
+	if o.writerLease < 3*time.Second {
+		return fmt.Errorf("%w: -writer-lease must be at least 3s", errUsage)
 	}
 	if err := o.upkeepFlags.check(); err != nil {
 		return err
@@ -195,6 +209,14 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	guard := upkeep.NewGuard(0)
+	writer := node.ID().String()
+	_, metaErr := os.Stat(filepath.Join(o.dataDir, "volume", "meta.db"))
+	if !created && metaErr != nil {
+		// A fresh device: no recovery while another device writes the drive.
+		if err := checkWriter(ctx, node.DHT(), keys, writer, 0, o.takeover, time.Now(), stdout, log); err != nil {
+			return err
+		}
+	}
 	seenSeq, err := recoverDrive(ctx, node.DHT(), store, keys, volume.Config{Dir: filepath.Join(o.dataDir, "volume")},
 		created, stdout, log)
 	if err != nil {
@@ -210,7 +232,17 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	closers = append(closers, vol.Close)
-	if snaps, err = startSnapshots(vol, store, keys, node.DHT(), seenSeq, snapshotConfig{}, log, stdout); err != nil {
+	if metaErr == nil {
+		seen, err := vol.SnapshotSeq()
+		if err != nil {
+			return err
+		}
+		if err := checkWriter(ctx, node.DHT(), keys, writer, seen, o.takeover, time.Now(), stdout, log); err != nil {
+			return err
+		}
+	}
+	if snaps, err = startSnapshots(vol, store, keys, node.DHT(), seenSeq,
+		snapshotConfig{Writer: writer, Lease: o.writerLease}, log, stdout); err != nil {
 		return err
 	}
 	closers = append(closers, snaps.Close)

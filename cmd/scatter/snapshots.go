@@ -40,6 +40,13 @@ type snapshotConfig struct {
 	UploadWait time.Duration
 	// FinalWait bounds the snapshot at unmount.
 	FinalWait time.Duration
+	// Writer is this device's name in the writer lease (its DHT node's peer ID); ""
+	// publishes records with no lease, republished every root.DefaultRepublish.
+	Writer string
+	// Lease is how long a published record holds the writer lease. It is renewed every
+	// Lease/3 (a record with a fresh lease, under the next sequence number), so two
+	// renewals may fail before another device could take the drive over.
+	Lease time.Duration
 }
 
 func (c snapshotConfig) withDefaults() snapshotConfig {
@@ -53,8 +60,14 @@ func (c snapshotConfig) withDefaults() snapshotConfig {
 	def(&c.Poll, 500*time.Millisecond)
 	def(&c.UploadWait, time.Minute)
 	def(&c.FinalWait, 30*time.Second)
+	def(&c.Lease, defaultWriterLease)
 	return c
 }
+
+// defaultWriterLease is how long a writer's record holds the drive: long enough that
+// renewals (every 5 min) cost little, short enough that after a crash another device
+// may write the drive a quarter of an hour later without -force-takeover.
+const defaultWriterLease = 15 * time.Minute
 
 // maxSnapshotBackoff bounds the wait between failed snapshot runs.
 const maxSnapshotBackoff = 5 * time.Minute
@@ -74,8 +87,9 @@ type snapshots struct {
 	log   *slog.Logger
 	out   io.Writer // the user's messages (the final snapshot at unmount)
 
-	mu        sync.Mutex // serialises snapshot-and-publish runs; guards published
-	published []byte     // marshalled root pointer last published; nil before the first
+	mu        sync.Mutex   // serialises snapshot-and-publish runs; guards published, root
+	published []byte       // marshalled root pointer last published; nil before the first
+	root      snapshot.Ptr // the root pointer last published
 
 	ctx     context.Context // ends when Close starts: runs outlive the requests that ask for them
 	cancel  context.CancelFunc
@@ -108,9 +122,57 @@ func startSnapshots(vol *volume.Volume, store snapshot.Store, keys *crypt.Keys, 
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.pub.Run(s.ctx, func(err error) { s.log.Warn("snapshot: republish root record", "err", err) })
+		if s.cfg.Writer == "" {
+			s.pub.Run(s.ctx, func(err error) { s.log.Warn("snapshot: republish root record", "err", err) })
+			return
+		}
+		s.renewLoop()
 	}()
 	return s, nil
+}
+
+// renewLoop publishes the last published root again with a fresh writer lease every
+// cfg.Lease/3 until the component closes. Each renewal is a new sequence number: the
+// newest record is always the one with the highest, as readers and donors select it.
+func (s *snapshots) renewLoop() {
+	t := time.NewTicker(s.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.renew(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("snapshot: renew writer lease", "err", err)
+		}
+	}
+}
+
+// renew publishes the last published root with a fresh lease; before the first
+// publication there is nothing to renew (the first run publishes with a lease).
+func (s *snapshots) renew(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.published == nil {
+		return nil
+	}
+	seq, err := s.pub.Publish(ctx, s.payload(s.root, true))
+	if err != nil {
+		return fmt.Errorf("root record %d: %w", seq, err)
+	}
+	s.log.Debug("writer lease renewed", "seq", seq)
+	return nil
+}
+
+// payload is the root record's payload for ptr: this device as the writer, holding the
+// lease for cfg.Lease from now, or (hold false, at unmount) releasing it.
+func (s *snapshots) payload(ptr snapshot.Ptr, hold bool) root.Payload {
+	p := root.Payload{Root: ptr, Writer: s.cfg.Writer}
+	if hold && s.cfg.Writer != "" {
+		p.LeaseExpiry = time.Now().Add(s.cfg.Lease)
+	}
+	return p
 }
 
 // loop snapshots when changes settle: after cfg.Quiet with no commit, or cfg.MaxDelay
@@ -131,7 +193,7 @@ func (s *snapshots) loop() {
 	for {
 		settled := time.Since(lastChange) >= s.cfg.Quiet || time.Since(dirtySince) >= s.cfg.MaxDelay
 		if !dirtySince.IsZero() && settled && time.Now().After(retryAt) {
-			if err := s.run(s.ctx, true); err != nil {
+			if err := s.run(s.ctx, true, true); err != nil {
 				if s.ctx.Err() != nil {
 					return
 				}
@@ -184,7 +246,7 @@ func (s *snapshots) Now(ctx context.Context) error {
 	s.reqMu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		done <- s.run(s.ctx, false)
+		done <- s.run(s.ctx, false, true)
 	}()
 	select {
 	case err := <-done:
@@ -195,8 +257,10 @@ func (s *snapshots) Now(ctx context.Context) error {
 }
 
 // run snapshots and publishes, once at a time. With waitUploads it first waits up to
-// cfg.UploadWait for staged data to reach the peers.
-func (s *snapshots) run(ctx context.Context, waitUploads bool) error {
+// cfg.UploadWait for staged data to reach the peers. With hold the record holds the
+// writer lease; without (at unmount) it releases it, and is published even if the
+// snapshot is the one already published.
+func (s *snapshots) run(ctx context.Context, waitUploads, hold bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -231,20 +295,21 @@ func (s *snapshots) run(ctx context.Context, waitUploads bool) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(b, s.published) {
+	if bytes.Equal(b, s.published) && (hold || s.cfg.Writer == "") {
 		return nil
 	}
-	seq, err := s.pub.Publish(ctx, root.Payload{Root: ptr})
+	seq, err := s.pub.Publish(ctx, s.payload(ptr, hold))
 	if err != nil {
 		return fmt.Errorf("publish root record %d: %w", seq, err)
 	}
-	s.published = b
+	s.published, s.root = b, ptr
 	s.log.Debug("root record published", "seq", seq, "root", ptr.Ref.ID.String())
 	return nil
 }
 
 // Close stops the loop, waits for runs in flight, then takes a final snapshot (bounded by
-// cfg.FinalWait) if anything is not published yet, and says so on out.
+// cfg.FinalWait) if anything is not published yet and publishes it releasing the writer
+// lease, and says so on out.
 func (s *snapshots) Close() error {
 	var err error
 	s.once.Do(func() {
@@ -255,7 +320,7 @@ func (s *snapshots) Close() error {
 		s.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FinalWait)
 		defer cancel()
-		if err = s.run(ctx, false); err != nil {
+		if err = s.run(ctx, false, false); err != nil {
 			fmt.Fprintf(s.out, "Could not publish the metadata snapshot (%v): another device recovering the\n"+
 				"drive now sees it as it was at the last snapshot published. The next mount publishes it.\n", err)
 			err = fmt.Errorf("snapshot at unmount: %w", err)

@@ -490,3 +490,35 @@ func checkDistinct(refs []pipeline.Ref) error {
 	}
 	return nil
 }
+
+// startDaemonAt is startDaemon listening on listen, with the command run through prefix
+// (e.g. "ip netns exec NAME", which execs the daemon itself, so killing the process kills
+// the daemon).
+func startDaemonAt(tb testing.TB, dir, quota, listen string, bootstrap []string, prefix ...string) *daemon {
+	tb.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	d := &daemon{dir: dir, out: filepath.Join(dir, "output.log"), done: make(chan struct{})}
+	args := append(slices.Clone(prefix), scatterBin, "daemon", "-dir", filepath.Join(dir, "data"), "-quota", quota,
+		"-listen", listen, "-ready-file", filepath.Join(dir, "ready"))
+	for _, b := range bootstrap {
+		args = append(args, "-bootstrap", b)
+	}
+	out, err := os.Create(d.out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer out.Close() // the child has its own descriptor
+	d.cmd = exec.Command(args[0], args[1:]...)
+	d.cmd.Stdout, d.cmd.Stderr = out, out
+	if err := d.cmd.Start(); err != nil {
+		tb.Fatalf("start daemon: %v", err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	tb.Cleanup(d.kill)
+	return d
+}

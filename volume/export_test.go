@@ -33,3 +33,24 @@ func ChunkRefs(v *Volume) (refs int64, garbage int, err error) {
 	})
 	return refs, garbage, err
 }
+
+// StagingOf returns the staged byte ranges of inode ino as [off, end) pairs, the path of
+// its staging file, and a channel closed at the next change of its upload state.
+func StagingOf(v *Volume, ino uint64) (staged [][2]int64, path string, changed <-chan struct{}) {
+	v.mu.Lock()
+	f := v.files[ino]
+	v.mu.Unlock()
+	if f == nil {
+		return nil, v.stagingPath(ino), nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.staged {
+		staged = append(staged, [2]int64{s.off, s.end})
+	}
+	return staged, v.stagingPath(ino), f.changed
+}
+
+// SetLinkDroppedHook makes fn run inside the transaction that removes an inode's last
+// link, right after the removal was decided (nil: no hook).
+func SetLinkDroppedHook(fn func(ino uint64)) { testHookLinkDropped = fn }

@@ -22,6 +22,7 @@ import (
 type file struct {
 	ino     uint64
 	opens   int          // guarded by Volume.mu: handles and in-progress users
+	dying   int          // guarded by Volume.mu: uncommitted transactions deleting the inode
 	writers atomic.Int32 // handles open for writing
 
 	mu         sync.Mutex
@@ -77,6 +78,12 @@ func (v *Volume) acquire(ino uint64, write bool) (*file, error) {
 	if f == nil {
 		f = &file{ino: ino, changed: make(chan struct{})}
 		v.files[ino] = f
+	}
+	if f.dying > 0 {
+		// The inode lost its last name in a transaction not yet committed: the last
+		// committed state still has it, but a handle on it would outlive it.
+		v.mu.Unlock()
+		return nil, fmt.Errorf("inode %d: %w", ino, ErrNotFound)
 	}
 	f.opens++
 	if write {

@@ -261,12 +261,15 @@ func (v *Volume) Link(ctx context.Context, ino, parent uint64, name string) (Att
 
 // dropLink removes one link of ino inside tx. When the last link goes, the inode is
 // deleted at once if no handle has it open, and otherwise marked an orphan, deleted at
-// its last release (or on the next Open of the volume after a crash). It returns the
-// inode when it was deleted.
-func (v *Volume) dropLink(tx *bolt.Tx, ino uint64, now time.Time) (deleted bool, err error) {
+// its last release (or on the next Open of the volume after a crash). When it deletes
+// the inode it returns the inode's file state marked dying: tx commits later, and until
+// then an Open would find the inode in the last committed state and get a handle on an
+// inode about to vanish, so acquire refuses a dying inode (ENOENT: its name is gone).
+// The caller ends the mark with undie once the transaction is over, committed or not.
+func (v *Volume) dropLink(tx *bolt.Tx, ino uint64, now time.Time) (dying *file, err error) {
 	a, err := getAttr(tx, ino)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if a.IsDir() {
 		a.Nlink = 0
@@ -275,25 +278,57 @@ func (v *Volume) dropLink(tx *bolt.Tx, ino uint64, now time.Time) (deleted bool,
 	}
 	a.Ctime = now
 	if a.Nlink > 0 {
-		return false, putAttr(tx, &a)
+		return nil, putAttr(tx, &a)
 	}
 	if a.IsDir() {
 		if err := tx.Bucket(bParents).Delete(inoKey(ino)); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
+	// Decide and mark under one hold of v.mu, which acquire takes to count an open: no
+	// open slips in between.
 	v.mu.Lock()
 	f := v.files[ino]
 	open := f != nil && f.opens > 0
+	if !open {
+		if f == nil {
+			f = &file{ino: ino, changed: make(chan struct{})}
+			v.files[ino] = f
+		}
+		f.dying++
+	}
 	v.mu.Unlock()
 	if open {
 		if err := putAttr(tx, &a); err != nil {
-			return false, err
+			return nil, err
 		}
-		return false, tx.Bucket(bOrphans).Put(inoKey(ino), nil)
+		return nil, tx.Bucket(bOrphans).Put(inoKey(ino), nil)
 	}
-	return true, deleteInode(tx, ino)
+	if testHookLinkDropped != nil {
+		testHookLinkDropped(ino)
+	}
+	return f, deleteInode(tx, ino)
 }
+
+// undie ends the dying marks of dropLink once their transaction is over, and forgets the
+// files nothing uses any more.
+func (v *Volume) undie(dying []*file) {
+	for _, f := range dying {
+		v.mu.Lock()
+		f.dying--
+		idle := f.dying == 0 && f.opens == 0
+		v.mu.Unlock()
+		if idle {
+			f.mu.Lock()
+			v.maybeForgetLocked(f)
+			f.mu.Unlock()
+		}
+	}
+}
+
+// testHookLinkDropped, when set by a test, runs inside the transaction that deletes an
+// inode whose last link is gone, before that transaction commits.
+var testHookLinkDropped func(ino uint64)
 
 // forgetDeleted drops the in-memory state of inodes deleted by a committed transaction.
 func (v *Volume) forgetDeleted(inos []uint64) {
@@ -329,6 +364,7 @@ func (v *Volume) remove(parent uint64, name string, dir bool) error {
 	}
 	now := time.Now()
 	var deleted []uint64
+	var dying []*file // over every run of the function below
 	err := v.commit.do(func(tx *bolt.Tx) error {
 		deleted = nil
 		d, ok, err := getDirent(tx, parent, name)
@@ -350,12 +386,13 @@ func (v *Volume) remove(parent uint64, name string, dir bool) error {
 		if err := delDirent(tx, parent, name, d); err != nil {
 			return err
 		}
-		del, err := v.dropLink(tx, d.Ino, now)
+		f, err := v.dropLink(tx, d.Ino, now)
+		if f != nil {
+			deleted = append(deleted, d.Ino)
+			dying = append(dying, f)
+		}
 		if err != nil {
 			return err
-		}
-		if del {
-			deleted = append(deleted, d.Ino)
 		}
 		dlink := 0
 		if isDir {
@@ -366,6 +403,7 @@ func (v *Volume) remove(parent uint64, name string, dir bool) error {
 	if err == nil {
 		v.forgetDeleted(deleted)
 	}
+	v.undie(dying)
 	return err
 }
 
@@ -407,6 +445,7 @@ func (v *Volume) Rename(ctx context.Context, parent uint64, name string, newPare
 	}
 	now := time.Now()
 	var deleted []uint64
+	var dying []*file // over every run of the function below
 	err := v.commit.do(func(tx *bolt.Tx) error {
 		deleted = nil
 		src, ok, err := getDirent(tx, parent, name)
@@ -496,12 +535,13 @@ func (v *Volume) Rename(ctx context.Context, parent uint64, name string, newPare
 			if err := delDirent(tx, newParent, newName, dst); err != nil {
 				return err
 			}
-			del, err := v.dropLink(tx, dst.Ino, now)
+			f, err := v.dropLink(tx, dst.Ino, now)
+			if f != nil {
+				deleted = append(deleted, dst.Ino)
+				dying = append(dying, f)
+			}
 			if err != nil {
 				return err
-			}
-			if del {
-				deleted = append(deleted, dst.Ino)
 			}
 			if dstDir {
 				dl--
@@ -539,6 +579,7 @@ func (v *Volume) Rename(ctx context.Context, parent uint64, name string, newPare
 	if err == nil {
 		v.forgetDeleted(deleted)
 	}
+	v.undie(dying)
 	return err
 }
 

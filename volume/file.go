@@ -34,6 +34,7 @@ type file struct {
 	attrDirt   bool      // size or times changed since they were last stored
 	stage      *os.File  // sparse staging file, nil when nothing is staged
 	staged     ranges    // bytes whose current content is in the staging file
+	charged    int64     // staging budget f's staged bytes take: their blocks (rechargeLocked)
 	dirty      ranges    // staged bytes not being uploaded (subset of staged)
 	inflight   ranges    // staged bytes an upload job is working on (subset of staged)
 	planning   bool      // a worker is choosing and cutting the next job
@@ -207,8 +208,8 @@ func (v *Volume) maybeForgetLocked(f *file) {
 
 // dropStagingLocked forgets all staged data of f (its inode is gone).
 func (v *Volume) dropStagingLocked(f *file) {
-	n := f.staged.total()
 	f.staged, f.dirty, f.inflight = nil, nil, nil
+	n := -f.rechargeLocked()
 	for _, j := range f.jobs {
 		j.clip = 0
 	}
@@ -442,8 +443,8 @@ func (h *Handle) Write(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	// Reserve the whole write before taking the file lock, then return what it did not
-	// need (bytes already staged): the cap holds at every instant.
-	want := int64(len(p))
+	// need (blocks already staged): the cap holds at every instant.
+	want := spannedBlocks(off, off+int64(len(p)))
 	if err := v.wb.reserve(ctx, want); err != nil {
 		return 0, err
 	}
@@ -458,7 +459,8 @@ func (h *Handle) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// writeLocked stages p at off and returns how many bytes were newly staged.
+// writeLocked stages p at off and returns the staging budget it took: the bytes of the
+// blocks that hold staged bytes now and did not before.
 func (v *Volume) writeLocked(f *file, p []byte, off int64) (int64, error) {
 	if f.gone {
 		return 0, ErrNotFound
@@ -478,11 +480,11 @@ func (v *Volume) writeLocked(f *file, p []byte, off int64) (int64, error) {
 		}
 		return 0, fmt.Errorf("%w: staging: %v", ErrIO, err)
 	}
-	added := int64(len(p)) - f.staged.overlap(off, end)
 	if len(f.staged) == 0 {
 		v.wb.markStaged(f)
 	}
 	f.staged.add(off, end)
+	added := f.rechargeLocked()
 	f.dirty.add(off, end)
 	f.size = max(f.size, end)
 	now := time.Now()
@@ -500,13 +502,12 @@ func (f *file) truncate(v *Volume, size int64) error {
 	}
 	now := time.Now()
 	if size < f.size {
-		removed := f.staged.remove(size, MaxFileSize)
+		f.staged.remove(size, MaxFileSize)
 		f.dirty.remove(size, MaxFileSize)
 		f.inflight.remove(size, MaxFileSize)
 		for _, j := range f.jobs {
 			j.clip = min(j.clip, size)
 		}
-		v.wb.unstage(f, removed)
 	}
 	shrink := size < f.size
 	f.size, f.mtime, f.ctime = size, now, now
@@ -525,7 +526,10 @@ func (f *file) truncate(v *Volume, size int64) error {
 		if terr := f.stage.Truncate(size); terr != nil {
 			err = fmt.Errorf("%w: staging: %v", ErrIO, terr)
 		}
+		f.punchLocked(size, size) // the block size ends in, if it holds no staged byte
 	}
+	// The budget follows the disk: it shrinks once the staging file is cut.
+	v.wb.unstage(f, -f.rechargeLocked())
 	f.signalLocked()
 	return err
 }
@@ -575,7 +579,6 @@ func (v *Volume) inlineLocked(f *file) (bool, error) {
 	if err != nil || len(segs) > 0 {
 		return false, err
 	}
-	n := f.staged.total()
 	err = v.db.Update(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
 			return nil
@@ -597,6 +600,7 @@ func (v *Volume) inlineLocked(f *file) (bool, error) {
 		return false, err
 	}
 	f.staged, f.dirty = nil, nil
+	n := -f.rechargeLocked()
 	if f.stage != nil {
 		f.stage.Close()
 		f.stage = nil

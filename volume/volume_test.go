@@ -32,7 +32,13 @@ type env struct {
 // newEnv opens a volume over an in-memory store with 64 KiB chunks.
 func newEnv(t *testing.T, cfg volume.Config) *env {
 	t.Helper()
-	e := &env{t: t, store: memchunks.New(64<<10, 1<<40)}
+	return newEnvStore(t, memchunks.New(64<<10, 1<<40), cfg)
+}
+
+// newEnvStore opens a volume over store.
+func newEnvStore(t *testing.T, store *memchunks.Store, cfg volume.Config) *env {
+	t.Helper()
+	e := &env{t: t, store: store}
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}

@@ -28,7 +28,7 @@ type writeback struct {
 	mu       sync.Mutex
 	cond     *sync.Cond          // workers wait on it for runnable files
 	closed   bool                //
-	used     int64               // staged plus reserved bytes; never above cap
+	used     int64               // staged blocks plus reservations, in bytes; never above cap
 	waiters  int                 // writes waiting for budget
 	progress chan struct{}       // closed and replaced whenever budget is returned
 	pending  map[*file]struct{}  // files that may have upload work
@@ -99,7 +99,8 @@ func (w *writeback) staged() int64 {
 	return w.used
 }
 
-// reserve takes n bytes of staging budget, waiting while staging is full. It fails with
+// reserve takes n bytes of staging budget (whole blocks, see stageBlock), waiting while
+// staging is full. It fails with
 // ErrNoSpace after Config.WriteWait without any upload making progress.
 func (w *writeback) reserve(ctx context.Context, n int64) error {
 	limit := w.v.cfg.StagingMax
@@ -165,7 +166,7 @@ func (w *writeback) progressLocked() {
 	w.progress = make(chan struct{})
 }
 
-// unstage returns n staged bytes of f.
+// unstage returns n bytes of budget that f's staged blocks no longer take.
 func (w *writeback) unstage(f *file, n int64) {
 	w.mu.Lock()
 	w.used -= n
@@ -185,7 +186,8 @@ func (w *writeback) markStaged(f *file) {
 	w.mu.Unlock()
 }
 
-// stage counts n bytes of f staged by journal replay, above the cap if need be.
+// stage counts n bytes of budget taken by blocks of f staged by journal replay, above
+// the cap if need be.
 func (w *writeback) stage(f *file, n int64) {
 	w.mu.Lock()
 	w.used += n
@@ -544,25 +546,90 @@ func (v *Volume) commitLocked(f *file, j *job, exts []extentAt) error {
 		f.attrDirt = false
 	}
 	f.inflight.remove(j.off, j.end)
-	var n int64
-	for _, s := range release {
-		// Bytes written again while the transaction ran stay staged.
-		for _, r := range (ranges{s}).subtract(f.dirty) {
-			f.staged.remove(r.off, r.end)
-			n += r.len()
-			if f.stage != nil {
-				// Give the disk space back now: staging files are sparse.
-				unix.Fallocate(int(f.stage.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, r.off, r.len())
-			}
-		}
+	// Bytes written again while the transaction ran stay staged.
+	done := release.subtract(f.dirty)
+	for _, r := range done {
+		f.staged.remove(r.off, r.end)
 	}
 	if len(f.staged) == 0 && f.stage != nil {
 		f.stage.Close()
 		f.stage = nil
 		os.Remove(v.stagingPath(f.ino))
 	}
-	v.wb.unstage(f, n)
+	for _, r := range done {
+		f.punchLocked(r.off, r.end)
+	}
+	v.wb.unstage(f, -f.rechargeLocked())
 	return nil
+}
+
+// stageBlock is the unit in which staging files take disk space, and so the unit of
+// the staging budget: the budget counts the blocks that hold staged bytes, which is what
+// the disk holds once every other block is punched out (punchLocked). 4 KiB is the
+// block of ext4, xfs and btrfs as usually made, and the page of tmpfs on amd64.
+const stageBlock = 4 << 10
+
+// blocks returns the number of stageBlock blocks that hold a byte of the set.
+func (r ranges) blocks() int64 {
+	var n int64
+	last := int64(-1) // the last block counted
+	for _, s := range r {
+		first, end := s.off/stageBlock, (s.end-1)/stageBlock
+		if first == last {
+			first++
+		}
+		if end >= first {
+			n += end - first + 1
+			last = end
+		}
+	}
+	return n
+}
+
+// spannedBlocks returns the bytes of the stageBlock blocks that [off, end) touches: the
+// most a write there can add to a file's staged blocks.
+func spannedBlocks(off, end int64) int64 {
+	if off >= end {
+		return 0
+	}
+	return ((end-1)/stageBlock - off/stageBlock + 1) * stageBlock
+}
+
+// rechargeLocked sets f's share of the staging budget to the blocks its staged bytes
+// occupy and returns the change, for the caller to apply to the budget.
+func (f *file) rechargeLocked() int64 {
+	c := f.staged.blocks() * stageBlock
+	d := c - f.charged
+	f.charged = c
+	return d
+}
+
+// punchLocked gives back to the disk the blocks of f's staging file around [off, end)
+// (widened to whole blocks) that hold no staged byte. A block is punched whole once none
+// of its bytes is staged: punching only the unaligned range each upload released would
+// zero the block's bytes but leave it allocated, so the block that two ranges share would
+// stay until the whole file is uploaded. Bytes that are not staged are never read from
+// the staging file (readLocked), so their content does not matter.
+func (f *file) punchLocked(off, end int64) {
+	if f.stage == nil {
+		return
+	}
+	lo := off / stageBlock * stageBlock
+	hi := (end + stageBlock - 1) / stageBlock * stageBlock
+	punch := func(a, b int64) { // the whole blocks inside the free gap [a, b)
+		a = (a + stageBlock - 1) / stageBlock * stageBlock
+		b = b / stageBlock * stageBlock
+		if a < b {
+			// Best effort: a block left allocated costs disk, not correctness.
+			unix.Fallocate(int(f.stage.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, a, b-a)
+		}
+	}
+	pos := lo
+	for _, s := range f.staged.intersect(lo, hi) {
+		punch(pos, s.off)
+		pos = s.end
+	}
+	punch(pos, hi)
 }
 
 // replay re-registers journalled staged data and queues its upload.
@@ -622,7 +689,11 @@ func (v *Volume) replay() error {
 			f.staged.add(s.off, s.end)
 			f.dirty.add(s.off, s.end)
 		}
-		n := f.staged.total()
+		// Blocks a crash left allocated without staged bytes are given back now.
+		if fi, err := st.Stat(); err == nil {
+			f.punchLocked(0, fi.Size())
+		}
+		n := f.rechargeLocked()
 		v.mu.Lock()
 		v.files[r.ino] = f
 		v.mu.Unlock()

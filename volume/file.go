@@ -195,7 +195,9 @@ func (v *Volume) maybeForgetLocked(f *file) {
 		}
 	}
 	v.mu.Lock()
-	if f.opens == 0 && v.files[f.ino] == f {
+	// A dying file stays until undie: its mark is what keeps acquire from loading the
+	// inode from the last committed state while its deletion commits.
+	if f.opens == 0 && f.dying == 0 && v.files[f.ino] == f {
 		delete(v.files, f.ino)
 	}
 	v.mu.Unlock()

@@ -69,3 +69,75 @@ func TestOpenDuringUnlinkCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenRenameStress opens a name by lookup and inode, as the kernel does, while
+// another goroutine keeps renaming new files over it: every open either fails with
+// ErrNotFound or yields a handle whose attributes stay readable until it is released.
+// Besides the window of TestOpenDuringUnlinkCommit it covers the last release of an
+// earlier handle forgetting the file while its deletion commits: that dropped the dying
+// mark with it, and the next open loaded the inode afresh (about one run in five failed).
+func TestOpenRenameStress(t *testing.T) {
+	e := newEnv(t, volume.Config{})
+	_, h := e.create(volume.RootIno, "f")
+	h.Release()
+	done := make(chan error, 1)
+	stop := make(chan struct{})
+	var renamerErr error
+	stopRenamer := func() {
+		if stop != nil {
+			close(stop)
+			renamerErr, stop = <-done, nil
+		}
+	}
+	defer stopRenamer() // also when the test fails early
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			_, h, err := e.v.Create(ctx, volume.RootIno, "tmp", syscall.O_RDWR|syscall.O_EXCL, 0o644, 0, 0)
+			if err == nil {
+				_, err = h.Write(ctx, []byte("x"), 0)
+				if ferr := h.Flush(ctx); err == nil {
+					err = ferr
+				}
+				h.Release()
+			}
+			if err == nil {
+				err = e.v.Rename(ctx, volume.RootIno, "tmp", volume.RootIno, "f", 0)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	opened := 0
+	for range 3000 {
+		a, err := e.v.Lookup(ctx, volume.RootIno, "f")
+		if err != nil {
+			t.Fatalf("lookup: %v", err)
+		}
+		h, err := e.v.Open(ctx, a.Ino, syscall.O_RDONLY)
+		if errors.Is(err, volume.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		opened++
+		_, gerr := h.Getattr(ctx)
+		h.Release()
+		if gerr != nil {
+			t.Fatalf("getattr of an open file: %v", gerr)
+		}
+	}
+	stopRenamer()
+	if renamerErr != nil {
+		t.Fatalf("renamer: %v", renamerErr)
+	}
+	t.Logf("%d opens", opened)
+}

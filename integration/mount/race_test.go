@@ -11,7 +11,7 @@ import (
 )
 
 // openUnlinkRaceFixed turns a TestOpenRenameRace sighting back into a failure.
-const openUnlinkRaceFixed = false
+const openUnlinkRaceFixed = true
 
 // TestOpenRenameRace opens a name while another goroutine keeps renaming new files over
 // it, and fstats every descriptor it gets: an open descriptor must stay valid even when

@@ -146,7 +146,7 @@ func sampleTree(keys *crypt.Keys) *tree {
 			{Name: "emptydir", Ino: 15, Attr: attr(syscall.S_IFDIR|0o755, 0, 15)},
 			{Name: "fifo", Ino: 16, Attr: attr(syscall.S_IFIFO|0o644, 0, 16)},
 			{Name: "many", Ino: 17, Attr: attr(syscall.S_IFREG|0o644, 39*1000+8, 17), Extents: many},
-			{Name: "sparse", Ino: 18, Attr: attr(syscall.S_IFREG|0o644, 1 << 40, 18)},
+			{Name: "sparse", Ino: 18, Attr: attr(syscall.S_IFREG|0o644, 1<<40, 18)},
 			{Name: "sub", Ino: 19, Attr: attr(syscall.S_IFDIR|0o2775, 0, 19)},
 			{Name: "symlink", Ino: 21, Attr: attr(syscall.S_IFLNK|0o777, 8, 21), Extents: []Extent{{Off: 0, Len: 8, Data: []byte("sub/deep")}}},
 			{Name: "\xff non-UTF-8 name", Ino: 22, Attr: attr(syscall.S_IFREG|0o644, 1, 22), Extents: []Extent{{Off: 0, Len: 1, Data: []byte("x")}}},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scatterfs/scatter/internal/mountinfo"
 )
 
 // parseSize reads sizes such as 256M, 4G or 10G (powers of 1024; a bare number is bytes).
@@ -124,41 +125,8 @@ func dropCaches() error {
 	return nil
 }
 
-// mounted reports whether dir is a mount point, from this process's mountinfo.
-func mounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if c, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(c))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// mounted reports whether dir is a mount point.
+func mounted(dir string) bool { return mountinfo.Mounted(dir) }
 
 // diskUse returns the bytes allocated on disk (st_blocks) by the files under dir, skipping
 // the subtrees named in skip: what sparse staging files really cost, which their sizes do

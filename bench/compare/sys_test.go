@@ -1,7 +1,6 @@
 package main
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -56,13 +55,4 @@ func FuzzParseStatCPU(f *testing.F) {
 			t.Fatalf("negative CPU time %v", v)
 		}
 	})
-}
-
-func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/tmp/a\040b\134c`); got != `/tmp/a b\c` {
-		t.Errorf("got %q", got)
-	}
-	if got := unescapeMountinfo(`/tmp/x\9`); !strings.HasSuffix(got, `\9`) {
-		t.Errorf("a short escape must stay as it is: got %q", got)
-	}
 }

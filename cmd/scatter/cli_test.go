@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -171,22 +170,6 @@ func TestMountErrors(t *testing.T) {
 	defer unlock()
 	code, _, errs = scatter(t, "mount", "-config", cfg, "-data", data, mnt)
 	oneLine("data dir in use", code, errs, fmt.Sprintf("is in use by another scatter mount (pid %d)", os.Getpid()))
-}
-
-func TestFindMount(t *testing.T) {
-	const info = `22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-36 22 0:32 / /home/a\040b/Scatter rw,nosuid shared:9 - fuse.scatter scatter rw,user_id=0
-37 22 0:33 / /mnt/x rw - tmpfs tmpfs rw
-38 37 0:34 / /mnt/x rw - fuse.scatter scatter rw
-`
-	for dir, want := range map[string]string{
-		"/home/a b/Scatter": "fuse.scatter", "/mnt/x": "fuse.scatter", "/mnt": "", "/": "ext4", "/home/a\\040b/Scatter": "",
-	} {
-		got, err := findMount(bufio.NewScanner(strings.NewReader(info)), dir)
-		if err != nil || got != want {
-			t.Errorf("findMount(%q) = %q, %v; want %q", dir, got, err, want)
-		}
-	}
 }
 
 // Every verb's -h exits 0 and shows examples.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/scatterfs/scatter/internal/mountinfo"
 )
 
 // lockDataDir takes an exclusive lock on the drive's data directory for this process: two
@@ -40,63 +41,10 @@ func lockDataDir(dir string) (unlock func() error, err error) {
 	return f.Close, nil // closing the file releases the lock
 }
 
-// mountAt returns the filesystem type mounted on dir, or "" when dir is not a mount
-// point, from /proc/self/mountinfo.
-func mountAt(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return findMount(bufio.NewScanner(f), filepath.Clean(abs))
-}
-
-// findMount scans mountinfo lines for mount point dir: "id parent major:minor root
-// mountpoint options [optional fields...] - fstype source superoptions", with spaces and
-// other special bytes in paths escaped as \ooo octal.
-func findMount(sc *bufio.Scanner, dir string) (string, error) {
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	fstype := ""
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 7 || unescapeMountinfo(fields[4]) != dir {
-			continue
-		}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				fstype = fields[i+1] // the last mount on dir is the visible one
-			}
-		}
-	}
-	return fstype, sc.Err()
-}
-
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // checkMountpoint refuses a mount point that does not exist, is not a directory, or has
 // a filesystem mounted on it already (another scatter, say).
 func checkMountpoint(dir string) error {
-	fstype, err := mountAt(dir)
+	fstype, err := mountinfo.FSType(dir)
 	if err != nil {
 		return fmt.Errorf("reading the mount table: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/scatterfs/scatter/control"
+	"github.com/scatterfs/scatter/internal/mountinfo"
 )
 
 // These tests run the built binary as a user would: in a scratch HOME, as subprocesses.
@@ -198,7 +199,7 @@ func (p *proc) stop(sig os.Signal) error {
 
 func isMounted(t *testing.T, dir string) bool {
 	t.Helper()
-	fstype, err := mountAt(dir)
+	fstype, err := mountinfo.FSType(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

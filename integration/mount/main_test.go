@@ -14,7 +14,6 @@
 package mount_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scatterfs/scatter/internal/mountinfo"
 )
 
 // scatterBin is the binary TestMain builds for every test of the package.
@@ -280,42 +281,8 @@ func (d *drive) dumpLog() {
 	}
 }
 
-// mounted reports whether dir is a mount point, from this process's mountinfo.
-func mounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo paths.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// mounted reports whether dir is a mount point.
+func mounted(dir string) bool { return mountinfo.Mounted(dir) }
 
 // diskUse returns the bytes allocated on disk (st_blocks) by the files under dir: what a
 // sparse staging file really costs, which its size does not tell.

@@ -147,7 +147,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, n.errno("open", err)
 	}
-	return &handle{h: h, log: n.log}, 0, 0
+	// Keep the kernel's page cache across opens: every change to a file's bytes goes
+	// through this mount (one writer per drive, the root record's writer lease), so what
+	// the kernel cached is still right, and a second read of a file is served at page-cache
+	// speed instead of fetching every chunk from the donors again. A size or mtime change
+	// seen in GETATTR still drops the cached pages (the kernel's auto_inval_data).
+	return &handle{h: h, log: n.log}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

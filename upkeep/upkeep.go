@@ -552,41 +552,60 @@ type RenewStats struct {
 func (u *Upkeep) Renew(ctx context.Context, refs []pipeline.Ref, expires time.Time, progress func(Progress)) (RenewStats, error) {
 	byPeer := groupByPeer(refs)
 	st := RenewStats{Peers: len(byPeer)}
+	res := u.perPeer(ctx, byPeer, "renew", progress, func(ctx context.Context, p swarm.PeerID, batch []chunker.FragmentID) error {
+		return u.net.Renew(ctx, p, batch, expires)
+	})
+	for _, p := range slices.Sorted(maps.Keys(res)) {
+		r := res[p]
+		st.Fragments += len(byPeer[p])
+		st.Requests += r.requests
+		st.Renewed += r.sent
+		if r.err != nil {
+			st.Failures = append(st.Failures, PeerError{p, r.err})
+		}
+	}
+	return st, ctx.Err()
+}
+
+// peerResult is what perPeer did for one peer.
+type peerResult struct {
+	sent, requests int   // IDs in batches that succeeded; requests made
+	err            error // the first failure; no batch is sent after it
+}
+
+// perPeer sends each peer's IDs in batches of at most MaxBatch, one request per batch
+// bounded by Timeout, Concurrency peers at a time, stopping a peer at its first failure.
+// It reports one progress step per peer done, as stage.
+func (u *Upkeep) perPeer(ctx context.Context, byPeer map[swarm.PeerID][]chunker.FragmentID, stage string,
+	progress func(Progress), send func(context.Context, swarm.PeerID, []chunker.FragmentID) error) map[swarm.PeerID]peerResult {
+	res := make(map[swarm.PeerID]peerResult, len(byPeer))
 	var mu sync.Mutex
-	rep := newReporter(progress, "renew", len(byPeer))
+	rep := newReporter(progress, stage, len(byPeer))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(u.cfg.Concurrency)
 	for _, p := range slices.Sorted(maps.Keys(byPeer)) {
-		ids := byPeer[p]
 		g.Go(func() error {
 			defer rep.step(1, 0)
-			renewed, requests := 0, 0
-			var failure error
-			for batch := range slices.Chunk(ids, u.cfg.MaxBatch) {
+			var r peerResult
+			for batch := range slices.Chunk(byPeer[p], u.cfg.MaxBatch) {
 				rctx, cancel := context.WithTimeout(gctx, u.cfg.Timeout)
-				err := u.net.Renew(rctx, p, batch, expires)
+				err := send(rctx, p, batch)
 				cancel()
-				requests++
+				r.requests++
 				if err != nil {
-					failure = err
+					r.err = err
 					break
 				}
-				renewed += len(batch)
+				r.sent += len(batch)
 			}
 			mu.Lock()
-			defer mu.Unlock()
-			st.Fragments += len(ids)
-			st.Requests += requests
-			st.Renewed += renewed
-			if failure != nil {
-				st.Failures = append(st.Failures, PeerError{p, failure})
-			}
+			res[p] = r
+			mu.Unlock()
 			return nil
 		})
 	}
 	g.Wait()
-	slices.SortFunc(st.Failures, func(a, b PeerError) int { return cmp.Compare(a.Peer, b.Peer) })
-	return st, ctx.Err()
+	return res
 }
 
 // groupByPeer returns the distinct fragment IDs of refs on each holder.
@@ -633,40 +652,21 @@ type CollectStats struct {
 func (u *Upkeep) Collect(ctx context.Context, garbage []pipeline.Ref, progress func(Progress)) ([]crypt.ChunkID, CollectStats, error) {
 	byPeer := groupByPeer(garbage)
 	st := CollectStats{Chunks: len(garbage), Peers: len(byPeer)}
-	failed := map[swarm.PeerID]bool{}
-	var mu sync.Mutex
-	rep := newReporter(progress, "collect", len(byPeer))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(u.cfg.Concurrency)
-	for _, p := range slices.Sorted(maps.Keys(byPeer)) {
-		ids := byPeer[p]
-		g.Go(func() error {
-			defer rep.step(1, 0)
-			var failure error
-			for batch := range slices.Chunk(ids, u.cfg.MaxBatch) {
-				rctx, cancel := context.WithTimeout(gctx, u.cfg.Timeout)
-				err := u.net.Delete(rctx, p, batch)
-				cancel()
-				if err != nil {
-					failure = err
-					break
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			st.Fragments += len(ids)
-			if failure != nil {
-				st.Failures = append(st.Failures, PeerError{p, failure})
-				if !errors.Is(failure, swarm.ErrUnreachable) || gctx.Err() != nil {
-					failed[p] = true
-				}
-			}
-			return nil
-		})
-	}
-	g.Wait()
+	res := u.perPeer(ctx, byPeer, "collect", progress, u.net.Delete)
 	if err := ctx.Err(); err != nil {
 		return nil, st, err
+	}
+	failed := map[swarm.PeerID]bool{}
+	for _, p := range slices.Sorted(maps.Keys(res)) {
+		r := res[p]
+		st.Fragments += len(byPeer[p])
+		if r.err != nil {
+			st.Failures = append(st.Failures, PeerError{p, r.err})
+			// An unreachable holder's copy is no longer renewed: its lease frees it.
+			if !errors.Is(r.err, swarm.ErrUnreachable) {
+				failed[p] = true
+			}
+		}
 	}
 	var done []crypt.ChunkID
 	for _, r := range garbage {
@@ -682,6 +682,5 @@ func (u *Upkeep) Collect(ctx context.Context, garbage []pipeline.Ref, progress f
 		}
 	}
 	st.Collected = len(done)
-	slices.SortFunc(st.Failures, func(a, b PeerError) int { return cmp.Compare(a.Peer, b.Peer) })
 	return done, st, nil
 }

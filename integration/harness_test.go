@@ -103,31 +103,7 @@ type daemon struct {
 // once; waitReady waits for it to serve. A cleanup kills the process.
 func startDaemon(tb testing.TB, dir, quota string, bootstrap []string) *daemon {
 	tb.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	d := &daemon{dir: dir, out: filepath.Join(dir, "output.log"), done: make(chan struct{})}
-	args := []string{"daemon", "-dir", filepath.Join(dir, "data"), "-quota", quota,
-		"-listen", tcpLoopback[0], "-ready-file", filepath.Join(dir, "ready")}
-	for _, b := range bootstrap {
-		args = append(args, "-bootstrap", b)
-	}
-	out, err := os.Create(d.out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer out.Close() // the child has its own descriptor
-	d.cmd = exec.Command(scatterBin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = out, out
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatalf("start daemon: %v", err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	tb.Cleanup(d.kill)
-	return d
+	return startDaemonAt(tb, dir, quota, tcpLoopback[0], bootstrap)
 }
 
 // waitReady waits until the daemon has written its ready file, or fails if the process

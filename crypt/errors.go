@@ -28,4 +28,8 @@ var (
 	// ErrRecoveryKey means a recovery key string is malformed or mistyped: wrong length, a
 	// character outside the alphabet, or a checksum mismatch.
 	ErrRecoveryKey = errors.New("crypt: invalid recovery key")
+
+	// ErrRepairCap means a repair capability text is malformed: wrong prefix or length,
+	// not base32, or a checksum mismatch.
+	ErrRepairCap = errors.New("crypt: invalid repair capability")
 )

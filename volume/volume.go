@@ -113,6 +113,8 @@ type Config struct {
 	// DirSync, if set, is called by SyncDir (fsync(2) of a directory) and its error
 	// returned: a mount that keeps metadata snapshots in the network snapshots there.
 	DirSync func(ctx context.Context) error
+
+	sharedCache *cache.Cache // set by OpenShared: used instead of opening CacheDir
 }
 
 func (c *Config) setDefaults() error {
@@ -241,10 +243,12 @@ func Open(cfg Config, chunks Chunks) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume: open metadata: %w", err)
 	}
-	c, err := cache.Open(cfg.CacheDir, cfg.CacheMax)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("volume: %w", err)
+	c := cfg.sharedCache // a follower's volumes share one cache (volume/follow.go)
+	if c == nil {
+		if c, err = cache.Open(cfg.CacheDir, cfg.CacheMax); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("volume: %w", err)
+		}
 	}
 	v := &Volume{cfg: cfg, db: db, chunks: chunks, cache: c, log: cfg.Logger, files: map[uint64]*file{}}
 	v.commit.db = db

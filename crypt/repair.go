@@ -19,11 +19,11 @@ import (
 // identity (to tell the owner's manifest from a forgery). It holds no read key: no content,
 // metadata or chunk-ID key derives from it.
 
-// HKDF labels of the repair capability, from the drive secret and from the repair secret.
+// HKDF labels of the repair capability, from the metadata key and from the repair secret.
 // They are part of the format (docs/format.md, "Key derivation").
 const (
-	labelRepair   = "scatter v1 repair"   // drive secret -> repair secret
-	labelManifest = "scatter v1 manifest" // drive secret -> manifest identity seed (owner only)
+	labelRepair   = "scatter v1 repair"   // metadata key -> repair secret
+	labelManifest = "scatter v1 manifest" // metadata key -> manifest identity seed (owner only)
 
 	labelRepairLog        = "scatter v1 repair log"              // repair secret -> log identity seed
 	labelRepairManifestPL = "scatter v1 repair manifest-payload" // repair secret -> manifest record payload key
@@ -42,25 +42,27 @@ type RepairCap struct {
 	// from it (see its methods).
 	Secret [KeySize]byte
 	// Manifest is the public key of the drive's manifest identity: only the owner, who has
-	// the drive secret, signs manifest records.
+	// the drive keys, signs manifest records.
 	Manifest ed25519.PublicKey
 }
 
-// RepairCap returns the drive's repair capability.
-func (s Secret) RepairCap() RepairCap {
-	seed := derive(s, labelStorage)
+// RepairCap returns the drive's repair capability. Its secret derives from the drive's
+// metadata key (itself from the drive secret) rather than from the secret directly, so a
+// mount, which keeps only Keys in memory, can publish the manifest; HKDF with its own label
+// makes it independent of every other use of that key.
+func (k *Keys) RepairCap() RepairCap {
 	return RepairCap{
-		Storage:  ed25519.NewKeyFromSeed(seed[:]),
-		Secret:   derive(s, labelRepair),
-		Manifest: s.ManifestKey().Public().(ed25519.PublicKey),
+		Storage:  k.Storage,
+		Secret:   deriveFrom(&k.Metadata, labelRepair),
+		Manifest: k.ManifestKey().Public().(ed25519.PublicKey),
 	}
 }
 
 // ManifestKey returns the private key of the drive's manifest identity, which signs the
-// repair manifest's records. It derives from the drive secret alone and is not in the
+// repair manifest's records. It derives from the metadata key and is not in the
 // capability, so a repairer can read the manifest but not forge one.
-func (s Secret) ManifestKey() ed25519.PrivateKey {
-	seed := derive(s, labelManifest)
+func (k *Keys) ManifestKey() ed25519.PrivateKey {
+	seed := deriveFrom(&k.Metadata, labelManifest)
 	return ed25519.NewKeyFromSeed(seed[:])
 }
 

@@ -27,7 +27,7 @@ type goldenRepairValues struct {
 }
 
 func computeGoldenRepair() goldenRepairValues {
-	s := goldenSecret()
+	s := goldenSecret().Keys()
 	c := s.RepairCap()
 	h := hex.EncodeToString
 	mp, lp := c.ManifestPayloadKey(), c.LogPayloadKey()
@@ -68,15 +68,15 @@ func TestGoldenRepairCap(t *testing.T) {
 }
 
 func TestRepairCapKeys(t *testing.T) {
-	s := goldenSecret()
-	k, c := s.Keys(), s.RepairCap()
+	k := goldenSecret().Keys()
+	c := k.RepairCap()
 	if !bytes.Equal(c.Storage, k.Storage) {
 		t.Fatal("the capability's storage key is not the drive's")
 	}
 	// Nothing the capability derives may equal a key of the drive's or the manifest key.
 	ok := c.ObjectKeys()
 	mp, lp := c.ManifestPayloadKey(), c.LogPayloadKey()
-	drive := [][]byte{k.Metadata[:], k.Chunker[:], k.content[:], k.chunkID[:], k.Signing.Seed(), s.ManifestKey().Seed()}
+	drive := [][]byte{k.Metadata[:], k.Chunker[:], k.content[:], k.chunkID[:], k.Signing.Seed(), k.Storage.Seed(), k.ManifestKey().Seed()}
 	for _, d := range [][]byte{ok.Metadata[:], ok.Chunker[:], ok.content[:], ok.chunkID[:], c.LogKey().Seed(), mp[:], lp[:], c.Secret[:]} {
 		for _, x := range drive {
 			if bytes.Equal(d, x) {
@@ -84,7 +84,7 @@ func TestRepairCapKeys(t *testing.T) {
 			}
 		}
 	}
-	other := testSecret(1).RepairCap()
+	other := testSecret(1).Keys().RepairCap()
 	if bytes.Equal(other.Secret[:], c.Secret[:]) || bytes.Equal(other.Manifest, c.Manifest) {
 		t.Fatal("two drives share repair keys")
 	}
@@ -94,7 +94,7 @@ func TestRepairCapKeys(t *testing.T) {
 }
 
 func TestParseRepairCapErrors(t *testing.T) {
-	good := goldenSecret().RepairCap().Text()
+	good := goldenSecret().Keys().RepairCap().Text()
 	body := good[len(RepairCapPrefix):]
 	flip := []byte(body)
 	flip[10] ^= 'a' ^ 'b'
@@ -118,14 +118,14 @@ func TestParseRepairCapErrors(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrRepairCap", name, err)
 		}
 	}
-	newer := encodeRepairCap(2, goldenSecret().RepairCap())
+	newer := encodeRepairCap(2, goldenSecret().Keys().RepairCap())
 	if _, err := ParseRepairCap(newer); !errors.Is(err, ErrUnsupportedVersion) {
 		t.Errorf("version 2: err %v, want ErrUnsupportedVersion", err)
 	}
 }
 
 func FuzzParseRepairCap(f *testing.F) {
-	f.Add(goldenSecret().RepairCap().Text())
+	f.Add(goldenSecret().Keys().RepairCap().Text())
 	f.Add(RepairCapPrefix)
 	f.Add(RepairCapPrefix + strings.Repeat("a", 162))
 	f.Add("scatter-repair1:AAAA")

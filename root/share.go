@@ -5,12 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/ipfs/boxo/ipns"
-	ic "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -64,58 +61,23 @@ func EncodeShare(sk *crypt.ShareKeys, seq uint64, dir snapshot.Ptr, t time.Time,
 		return nil, fmt.Errorf("root: nonce: %w", err)
 	}
 	sealed = aead.Seal(sealed, sealed[1:], plain, shareAD(sk.Cap.Public, seq))
-	if len(sealed) > maxPayload {
-		return nil, fmt.Errorf("root: share payload of %d bytes", len(sealed))
-	}
-	priv, err := ic.UnmarshalEd25519PrivateKey(sk.Signing)
-	if err != nil {
-		return nil, fmt.Errorf("root: share key: %w", err)
-	}
-	rec, err := ipns.NewRecord(priv, placeholder, seq, time.Now().Add(validity), time.Minute,
-		ipns.WithV1Compatibility(false), ipns.WithMetadata(map[string]any{metaKey: sealed}))
-	if err != nil {
-		return nil, fmt.Errorf("root: new share record: %w", err)
-	}
-	b, err := ipns.MarshalRecord(rec)
-	if err != nil {
-		return nil, fmt.Errorf("root: marshal share record: %w", err)
-	}
-	return b, nil
+	return EncodeNamed(sk.Signing, seq, sealed, validity)
 }
 
 // DecodeShare validates a share record against the capability c (signature by the
 // share identity, validity not passed) and decrypts its payload with the share key.
 // Anything else is ErrInvalid.
 func DecodeShare(c crypt.Cap, b []byte) (ShareRecord, error) {
-	id, err := identity(c.Public)
+	seq, sealed, err := DecodeNamed(c.Public, b)
 	if err != nil {
 		return ShareRecord{}, err
-	}
-	rec, err := ipns.UnmarshalRecord(b)
-	if err != nil {
-		return ShareRecord{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if err := ipns.ValidateWithName(rec, ipns.NameFromPeer(id)); err != nil {
-		return ShareRecord{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	seq, err := rec.Sequence()
-	if err != nil {
-		return ShareRecord{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	mv, err := rec.Metadata(metaKey)
-	if err != nil {
-		return ShareRecord{}, fmt.Errorf("%w: no payload: %w", ErrInvalid, err)
-	}
-	sealed, err := mv.AsBytes()
-	if err != nil {
-		return ShareRecord{}, fmt.Errorf("%w: payload: %w", ErrInvalid, err)
 	}
 	aead, err := chacha20poly1305.NewX(c.Key[:])
 	if err != nil {
 		panic("BUG: root: xchacha: " + err.Error())
 	}
 	n := 1 + aead.NonceSize()
-	if len(sealed) < n+aead.Overhead() || len(sealed) > maxPayload {
+	if len(sealed) < n+aead.Overhead() {
 		return ShareRecord{}, fmt.Errorf("%w: share payload of %d bytes", ErrInvalid, len(sealed))
 	}
 	if sealed[0] != sharePayloadV1 {
@@ -135,35 +97,13 @@ func DecodeShare(c crypt.Cap, b []byte) (ShareRecord, error) {
 	return r, nil
 }
 
-// PutShare stores a signed share record of the share whose public key is pub.
-func PutShare(ctx context.Context, dht routing.ValueStore, pub ed25519.PublicKey, rec []byte) error {
-	key, err := Key(pub)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	if err := dht.PutValue(ctx, key, rec); err != nil {
-		return fmt.Errorf("root: put share record: %w", err)
-	}
-	return nil
-}
-
 // GetShare finds the newest record of the share c opens and decodes it. A record whose
-// sequence is below minSeq (the highest the caller has seen) is ErrReplay.
+// sequence is below minSeq (the highest the caller has seen) is ErrReplay. The writer
+// puts records with PutNamed(ctx, dht, sk.Cap.Public, rec).
 func GetShare(ctx context.Context, dht routing.ValueStore, c crypt.Cap, minSeq uint64) (ShareRecord, error) {
-	key, err := Key(c.Public)
+	b, err := GetNamed(ctx, dht, c.Public)
 	if err != nil {
 		return ShareRecord{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	b, err := dht.GetValue(ctx, key)
-	if err != nil {
-		if errors.Is(err, routing.ErrNotFound) {
-			return ShareRecord{}, fmt.Errorf("%w: %w", ErrNotFound, err)
-		}
-		return ShareRecord{}, fmt.Errorf("root: get share record: %w", err)
 	}
 	r, err := DecodeShare(c, b)
 	if err != nil {

@@ -108,7 +108,7 @@ func TestShareRecordReplay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := PutShare(ctx, vals, sk.Cap.Public, b); err != nil {
+		if err := PutNamed(ctx, vals, sk.Cap.Public, b); err != nil {
 			t.Fatal(err)
 		}
 		return b

@@ -462,3 +462,37 @@ func TestCoderConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeVerified: DecodeVerified rebuilds what Decode does, still refuses fragments
+// whose header does not belong (another chunk, another index), and - its contract - does
+// not hash again, so a payload change the caller failed to catch goes through it.
+func TestDecodeVerified(t *testing.T) {
+	c := mustCoder(t, 4, 2)
+	e := encode(t, c, prng("verified", 100_000))
+	other := encode(t, c, prng("other chunk", 100_001)) // encode names the chunk by its length
+
+	frags := e.without(1) // rebuilds data fragment 1 from parity
+	out, bad, err := c.DecodeVerified(nil, e.chunk, e.ids, frags)
+	if err != nil || len(bad) != 0 || !bytes.Equal(out, e.sealed) {
+		t.Fatalf("DecodeVerified: %d bytes, bad %v, err %v", len(out), bad, err)
+	}
+
+	frags = e.without()
+	frags[0] = other.frags[0] // a header naming another chunk
+	frags[2] = e.frags[3]     // a header with another index
+	out, bad, err = c.DecodeVerified(nil, e.chunk, e.ids, frags)
+	if err != nil || !slices.Equal(bad, []int{0, 2}) || !bytes.Equal(out, e.sealed) {
+		t.Fatalf("DecodeVerified with foreign headers: %d bytes, bad %v, err %v", len(out), bad, err)
+	}
+
+	frags = e.without()
+	frags[0] = slices.Clone(frags[0])
+	frags[0][len(frags[0])-1] ^= 1 // the payload, not the header
+	if _, bad, err := c.Decode(nil, e.chunk, e.ids, frags); err != nil || !slices.Equal(bad, []int{0}) {
+		t.Fatalf("Decode of a changed payload: bad %v, err %v; want bad [0]", bad, err)
+	}
+	out, bad, err = c.DecodeVerified(nil, e.chunk, e.ids, frags)
+	if err != nil || len(bad) != 0 || bytes.Equal(out, e.sealed) {
+		t.Fatalf("DecodeVerified hashed the fragments again (bad %v, err %v)", bad, err)
+	}
+}

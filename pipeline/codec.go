@@ -96,6 +96,16 @@ func (c *Codec) Encode(b *Buffers, plain []byte) (Encoded, error) {
 // holders served wrong bytes), also on success. Too few good fragments gives an error
 // wrapping ErrUnrecoverable and chunker.ErrTooFewFragments.
 func (c *Codec) Decode(dst []byte, ref *Ref, frags [][]byte) (sealed []byte, bad []int, err error) {
+	return c.decode(dst, ref, frags, false)
+}
+
+// decodeVerified is Decode for fragments already checked against their IDs (by
+// swarm.Fetch): the headers are checked, the bytes not hashed a second time.
+func (c *Codec) decodeVerified(dst []byte, ref *Ref, frags [][]byte) (sealed []byte, bad []int, err error) {
+	return c.decode(dst, ref, frags, true)
+}
+
+func (c *Codec) decode(dst []byte, ref *Ref, frags [][]byte, hashed bool) (sealed []byte, bad []int, err error) {
 	if err := c.checkShape(ref); err != nil {
 		return dst, nil, err
 	}
@@ -112,7 +122,11 @@ func (c *Codec) Decode(dst []byte, ref *Ref, frags [][]byte) (sealed []byte, bad
 		all = make([][]byte, n)
 		copy(all, frags)
 	}
-	out, bad, err := c.coder.Decode(dst, ref.ID, ids, all)
+	decode := c.coder.Decode
+	if hashed {
+		decode = c.coder.DecodeVerified
+	}
+	out, bad, err := decode(dst, ref.ID, ids, all)
 	if err != nil {
 		return dst, bad, fmt.Errorf("pipeline: chunk %s: %w: %w", ref.ID, ErrUnrecoverable, err)
 	}

@@ -125,7 +125,8 @@ func (s *Store) GetSealed(ctx context.Context, ref Ref) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("pipeline: get chunk %s: %w", ref.ID, err)
 	}
-	sealed, _, err := s.codec.Decode(make([]byte, 0, ref.SealedLen), &ref, frags)
+	// swarm.Fetch checked each fragment against its ID as it arrived: no second hash.
+	sealed, _, err := s.codec.decodeVerified(make([]byte, 0, ref.SealedLen), &ref, frags)
 	return sealed, err
 }
 

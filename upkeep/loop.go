@@ -24,8 +24,10 @@ type Drive interface {
 	// UpdateRefs records new Refs (new holders) for chunks, in every extent that
 	// references them, in one transaction; chunks no longer referenced are skipped.
 	UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeline.Ref) error
-	// Garbage returns the Refs of chunks no file references any more.
-	Garbage(ctx context.Context) ([]pipeline.Ref, error)
+	// Garbage returns the Refs of chunks no file references any more and no snapshot
+	// of the drive published at or before settled references (a reader restoring or
+	// following the drive may still use the snapshots published since).
+	Garbage(ctx context.Context, settled time.Time) ([]pipeline.Ref, error)
 	// DropGarbage forgets garbage chunks whose fragments were deleted: those of refs
 	// still listed with the same Ref. It returns how many it dropped.
 	DropGarbage(ctx context.Context, refs []pipeline.Ref) (int, error)
@@ -38,6 +40,10 @@ const (
 	// DefaultRepairRate bounds background repair to 4 MiB/s of chunks rebuilt: each
 	// rebuilt chunk costs k fragment downloads and one upload per missing fragment.
 	DefaultRepairRate = 4 << 20
+	// DefaultSnapshotGrace is how long a published snapshot protects the chunks it
+	// references after a newer one was published: a follower polls the root record and
+	// then restores, and a recovering device restores, from the older one meanwhile.
+	DefaultSnapshotGrace = 10 * time.Minute
 )
 
 // LoopConfig configures a Loop. The zero value gives the defaults.
@@ -59,6 +65,9 @@ type LoopConfig struct {
 	// fragments found, so a holder away for a while does not cost a rebuild; 0 means
 	// every incomplete chunk (k+m).
 	RepairBelow int
+	// SnapshotGrace: a garbage chunk is collected only once a snapshot that does not
+	// reference it was published at least this long ago; 0 means DefaultSnapshotGrace.
+	SnapshotGrace time.Duration
 	// Guard, if set, is the Guard every Put of the drive goes through; collection waits
 	// on it. Without one, collection is skipped: deleting without it could delete
 	// fragments a concurrent write just stored.
@@ -89,6 +98,7 @@ func Start(u *Upkeep, d Drive, cfg LoopConfig) *Loop {
 	cfg.CheckEvery = cmp.Or(cfg.CheckEvery, DefaultCheckEvery)
 	cfg.CollectEvery = cmp.Or(cfg.CollectEvery, DefaultCollectEvery)
 	cfg.RepairRate = cmp.Or(cfg.RepairRate, DefaultRepairRate)
+	cfg.SnapshotGrace = cmp.Or(cfg.SnapshotGrace, DefaultSnapshotGrace)
 	l := &Loop{u: u, d: d, cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), done: make(chan struct{})}
 	if cfg.RepairRate > 0 {
 		// A burst of one default maximum chunk lets any chunk through (WaitN refuses more
@@ -253,7 +263,7 @@ func (l *Loop) pass(ctx context.Context, repair, verify bool, below int, pace fu
 func (l *Loop) collect(ctx context.Context) error {
 	l.run.Lock()
 	defer l.run.Unlock()
-	garbage, err := l.d.Garbage(ctx)
+	garbage, err := l.d.Garbage(ctx, time.Now().Add(-l.cfg.SnapshotGrace))
 	if err != nil || len(garbage) == 0 {
 		return err
 	}

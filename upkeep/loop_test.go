@@ -19,6 +19,7 @@ type fakeDrive struct {
 	mu      sync.Mutex
 	live    []pipeline.Ref
 	garbage []pipeline.Ref
+	settled []time.Time   // the argument of each Garbage call
 	updated chan struct{} // a send per UpdateRefs
 	dropped chan struct{} // a send per DropGarbage
 }
@@ -46,9 +47,10 @@ func (d *fakeDrive) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipel
 	return nil
 }
 
-func (d *fakeDrive) Garbage(ctx context.Context) ([]pipeline.Ref, error) {
+func (d *fakeDrive) Garbage(ctx context.Context, settled time.Time) ([]pipeline.Ref, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.settled = append(d.settled, settled)
 	return slices.Clone(d.garbage), nil
 }
 
@@ -114,7 +116,7 @@ func TestLoopBackground(t *testing.T) {
 	start := time.Now()
 	l := upkeep.Start(upkeep.New(e.net, upkeep.Config{Lease: lease}), d, upkeep.LoopConfig{
 		RenewEvery: time.Hour, CheckEvery: time.Hour, CollectEvery: time.Hour, RepairRate: -1,
-		Guard: upkeep.NewGuard(0), Logger: quietLog(),
+		SnapshotGrace: 3 * time.Hour, Guard: upkeep.NewGuard(0), Logger: quietLog(),
 	})
 	<-d.updated // renewal, then the check's repair
 	<-d.dropped // then the collection
@@ -141,7 +143,12 @@ func TestLoopBackground(t *testing.T) {
 			}
 		}
 	}
-	if g, _ := d.Garbage(t.Context()); len(g) != 0 {
+	// The collection asked only for garbage no snapshot published in the last 3 hours
+	// references.
+	if len(d.settled) != 1 || d.settled[0].After(start.Add(-3*time.Hour+time.Minute)) || d.settled[0].Before(start.Add(-4*time.Hour)) {
+		t.Fatalf("Garbage asked with settled %v, want about %v", d.settled, start.Add(-3*time.Hour))
+	}
+	if g, _ := d.Garbage(t.Context(), time.Now()); len(g) != 0 {
 		t.Fatalf("%d garbage chunks left (a dead holder does not hold collection back)", len(g))
 	}
 }

@@ -219,7 +219,7 @@ func refChunk(tx *bolt.Tx, r *pipeline.Ref, delta int64) error {
 		if err := rb.Delete(r.ID[:]); err != nil {
 			return err
 		}
-		return gb.Put(r.ID[:], encodeExtent(extent{Len: int64(r.Size), Ref: r}))
+		return gb.Put(r.ID[:], encodeGarbage(uint64(tx.ID()), r)) // with its transaction: see Garbage
 	}
 	if n == 1 && delta > 0 {
 		if err := gb.Delete(r.ID[:]); err != nil {

@@ -252,6 +252,9 @@ func (v *Volume) snapRecord(root snapshot.Ptr, objs map[crypt.ChunkID]pipeline.R
 		if err := sb.Put(snapKeyRoot, rb); err != nil {
 			return err
 		}
+		if err := sb.Put(snapKeySeen, binary.BigEndian.AppendUint64(nil, seenTx)); err != nil {
+			return err // the state it holds, for Garbage once it is published
+		}
 		at := uint64(0) // changed meanwhile: the next check sees a change
 		if uint64(tx.ID()) == seenTx+1 {
 			at = uint64(tx.ID())
@@ -430,6 +433,9 @@ func snapRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, root snap
 			return err
 		}
 		// The store now equals the snapshot: current at this very transaction.
+		if err := sb.Put(snapKeySeen, binary.BigEndian.AppendUint64(nil, uint64(tx.ID()))); err != nil {
+			return err
+		}
 		return sb.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, uint64(tx.ID())))
 	})
 }

@@ -1,14 +1,18 @@
 package volume
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/snapshot"
 )
 
 // The volume's side of fragment upkeep (package upkeep): the Refs to check, repair and
@@ -138,23 +142,212 @@ func (v *Volume) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeline
 	return nil
 }
 
+// Garbage and published snapshots. A chunk no extent references is listed in the garbage
+// bucket with the transaction that dropped its last reference (garbage record v2, written
+// by refChunk through encodeGarbage). Its fragments must stay while a published snapshot
+// that a reader may still use (a device recovering the drive, a follower) references it:
+// only a snapshot that read the store at or after that transaction does not. The mount
+// reports each publication with SnapshotPublished, which records the transaction the
+// snapshot reflects and when it was published (bucket snappub), and Garbage returns only
+// chunks whose last reference went before a snapshot published long enough ago that
+// readers of the previous ones have moved on.
+var bSnapPub = []byte("snappub")
+
+var (
+	snapKeySeen      = []byte("seen")      // u64: transaction whose state the last snapshot holds
+	snapKeyGarbageTx = []byte("garbagetx") // empty: every garbage record carries its transaction
+)
+
+func init() { allBuckets = append(allBuckets, bSnapPub) }
+
+// Garbage record versions: v1 is a bare extent record (no transaction: written before
+// snapshots were taken into account), v2 prefixes it with the transaction.
+const garbageV2 = 2
+
+// pubKeep is how long publication records are kept in full; of the older ones only the
+// newest is kept. A grace longer than this only delays collection (the horizon is then
+// computed from fewer publications, never from a later one than is true).
+const pubKeep = time.Hour
+
+// encodeGarbage returns the garbage record of chunk r whose last reference went in
+// transaction tx: 02 ‖ tx u64 ‖ extent record (kind 1, len = chunk size).
+func encodeGarbage(tx uint64, r *pipeline.Ref) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{garbageV2}, tx)
+	return append(b, encodeExtent(extent{Len: int64(r.Size), Ref: r})...)
+}
+
+// decodeGarbage decodes a garbage record; a v1 record has transaction 0 (unknown).
+func decodeGarbage(b []byte) (tx uint64, r *pipeline.Ref, err error) {
+	if len(b) > 0 && b[0] == garbageV2 {
+		if len(b) < 9 {
+			return 0, nil, badRecord("garbage", "short header")
+		}
+		tx, b = binary.BigEndian.Uint64(b[1:]), b[9:]
+	}
+	e, err := decodeExtent(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if e.Ref == nil {
+		return 0, nil, badRecord("garbage", "not a chunk")
+	}
+	if e.Len != int64(e.Ref.Size) {
+		return 0, nil, badRecord("garbage", "length %d of a %d-byte chunk", e.Len, e.Ref.Size)
+	}
+	return tx, e.Ref, nil
+}
+
+// SnapshotPublished records that the snapshot whose root is root was published (as the
+// drive's root record) at time at. The mount calls it after every publication of a new
+// snapshot. A root other than the last snapshot taken or restored is not recorded:
+// nothing then becomes collectable, which is the safe side.
+func (v *Volume) SnapshotPublished(root snapshot.Ptr, at time.Time) error {
+	rb, err := root.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	err = v.db.Update(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bSnapState)
+		if !bytes.Equal(sb.Get(snapKeyRoot), rb) {
+			return nil
+		}
+		if err := upgradeGarbage(tx); err != nil {
+			return err
+		}
+		// The transaction the snapshot holds: its read transaction, or for a snapshot
+		// taken before that was recorded, the one it is current at (0: unknown).
+		var seen uint64
+		if b := sb.Get(snapKeySeen); len(b) == 8 {
+			seen = binary.BigEndian.Uint64(b)
+		} else if b := sb.Get(snapKeyTx); len(b) == 8 {
+			seen = binary.BigEndian.Uint64(b)
+		}
+		if seen == 0 {
+			return nil
+		}
+		pb := tx.Bucket(bSnapPub)
+		if k, _ := pb.Cursor().Last(); k != nil && binary.BigEndian.Uint64(k) >= seen {
+			return nil // published before: the first publication counts
+		}
+		val := binary.BigEndian.AppendUint64([]byte{recordV1}, uint64(at.UnixNano()))
+		if err := pb.Put(binary.BigEndian.AppendUint64(nil, seen), val); err != nil {
+			return err
+		}
+		return prunePublished(pb, at.Add(-pubKeep))
+	})
+	if err != nil {
+		return fmt.Errorf("volume: snapshot published: %w", err)
+	}
+	return nil
+}
+
+// upgradeGarbage gives every v1 garbage record, once, the current transaction: when its
+// last reference went is unknown, so only a snapshot published after now may let it go.
+func upgradeGarbage(tx *bolt.Tx) error {
+	sb := tx.Bucket(bSnapState)
+	if sb.Get(snapKeyGarbageTx) != nil {
+		return nil
+	}
+	gb := tx.Bucket(bGarbage)
+	var keys, vals [][]byte
+	err := gb.ForEach(func(k, val []byte) error {
+		if len(val) > 0 && val[0] == garbageV2 {
+			return nil
+		}
+		_, r, err := decodeGarbage(val)
+		if err != nil {
+			return fmt.Errorf("garbage chunk %x: %w", k, err)
+		}
+		keys, vals = append(keys, slices.Clone(k)), append(vals, encodeGarbage(uint64(tx.ID()), r))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range keys {
+		if err := gb.Put(keys[i], vals[i]); err != nil {
+			return err
+		}
+	}
+	return sb.Put(snapKeyGarbageTx, []byte{})
+}
+
+// decodePublished decodes a publication record: its transaction and time.
+func decodePublished(k, val []byte) (uint64, time.Time, error) {
+	if len(k) != 8 || len(val) != 9 || val[0] != recordV1 {
+		return 0, time.Time{}, badRecord("published snapshot", "%d-byte key, %d-byte value", len(k), len(val))
+	}
+	return binary.BigEndian.Uint64(k), time.Unix(0, int64(binary.BigEndian.Uint64(val[1:]))), nil
+}
+
+// prunePublished deletes the publications before cutoff except the newest of them.
+func prunePublished(pb *bolt.Bucket, cutoff time.Time) error {
+	var old [][]byte
+	c := pb.Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		_, t, err := decodePublished(k, val)
+		if err != nil {
+			return err
+		}
+		if !t.Before(cutoff) {
+			break
+		}
+		old = append(old, slices.Clone(k))
+	}
+	for _, k := range old[:max(len(old)-1, 0)] {
+		if err := pb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collectHorizon returns the transaction of the newest snapshot published at or before
+// settled (false if none): chunks whose last reference went at or before it are in no
+// snapshot published since.
+func collectHorizon(tx *bolt.Tx, settled time.Time) (uint64, bool, error) {
+	var h uint64
+	var ok bool
+	c := tx.Bucket(bSnapPub).Cursor()
+	for k, val := c.First(); k != nil; k, val = c.Next() {
+		seen, t, err := decodePublished(k, val)
+		if err != nil {
+			return 0, false, err
+		}
+		if t.After(settled) {
+			break // later transactions were published later too
+		}
+		h, ok = seen, true
+	}
+	return h, ok, nil
+}
+
 // Garbage returns the Refs of the chunks no extent references any more, as recorded when
-// their last reference went: their fragments can be deleted from the peers.
-func (v *Volume) Garbage(ctx context.Context) ([]pipeline.Ref, error) {
+// their last reference went, that no published snapshot a reader may still use
+// references: those whose last reference went before a snapshot published at or before
+// settled (the mount passes now minus a grace covering followers' poll and restore
+// times). Their fragments can be deleted from the peers. A drive that never published a
+// snapshot (SnapshotPublished) has none.
+func (v *Volume) Garbage(ctx context.Context, settled time.Time) ([]pipeline.Ref, error) {
 	var refs []pipeline.Ref
 	err := v.db.View(func(tx *bolt.Tx) error {
+		h, ok, err := collectHorizon(tx, settled)
+		if err != nil || !ok {
+			return err
+		}
+		upgraded := tx.Bucket(bSnapState).Get(snapKeyGarbageTx) != nil
 		return tx.Bucket(bGarbage).ForEach(func(k, val []byte) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			e, err := decodeExtent(val)
+			at, r, err := decodeGarbage(val)
 			if err != nil {
 				return fmt.Errorf("garbage chunk %x: %w", k, err)
 			}
-			if e.Ref == nil {
-				return fmt.Errorf("garbage chunk %x: %w", k, badRecord("garbage", "not a chunk"))
+			if at == 0 && !upgraded || at > h {
+				return nil // v1 record not yet given a transaction, or in a snapshot readers may use
 			}
-			refs = append(refs, *e.Ref)
+			refs = append(refs, *r)
 			return nil
 		})
 	})
@@ -184,11 +377,11 @@ func (v *Volume) DropGarbage(ctx context.Context, refs []pipeline.Ref) (int, err
 			if val == nil {
 				continue
 			}
-			e, err := decodeExtent(val)
+			_, r, err := decodeGarbage(val)
 			if err != nil {
 				return fmt.Errorf("garbage chunk %s: %w", refs[i].ID, err)
 			}
-			if e.Ref == nil || !upkeepSameRef(e.Ref, &refs[i]) {
+			if !upkeepSameRef(r, &refs[i]) {
 				continue
 			}
 			if err := gb.Delete(refs[i].ID[:]); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/pipeline"
@@ -88,7 +89,8 @@ func TestUpkeepHooks(t *testing.T) {
 	if err := e.v.Unlink(ctx, volume.RootIno, "f"); err != nil {
 		t.Fatal(err)
 	}
-	garbage := must[[]pipeline.Ref](t)(e.v.Garbage(ctx))
+	e.publish(newSnapStore(), time.Unix(1_800_000_000, 0))
+	garbage := must[[]pipeline.Ref](t)(e.v.Garbage(ctx, time.Unix(1_800_000_000, 0)))
 	if len(garbage) != 3 || !sameSet(garbage, live2) {
 		t.Fatalf("garbage %v, want the three live refs", garbage)
 	}
@@ -99,7 +101,7 @@ func TestUpkeepHooks(t *testing.T) {
 	if n := must[int](t)(e.v.DropGarbage(ctx, []pipeline.Ref{other, garbage[1]})); n != 1 {
 		t.Fatalf("dropped %d, want 1", n)
 	}
-	left := must[[]pipeline.Ref](t)(e.v.Garbage(ctx))
+	left := must[[]pipeline.Ref](t)(e.v.Garbage(ctx, time.Unix(1_800_000_000, 0)))
 	if len(left) != 2 || !sameSet(left, []pipeline.Ref{garbage[0], garbage[2]}) {
 		t.Fatalf("garbage left %v", left)
 	}

@@ -304,6 +304,10 @@ func (s *snapshots) run(ctx context.Context, waitUploads, hold bool) error {
 	}
 	s.published, s.root = b, ptr
 	s.log.Debug("root record published", "seq", seq, "root", ptr.Ref.ID.String())
+	// Garbage this snapshot no longer references may go once readers had time to move on.
+	if err := s.vol.SnapshotPublished(ptr, time.Now()); err != nil {
+		s.log.Warn("snapshot: record publication for garbage collection", "err", err)
+	}
 	return nil
 }
 

@@ -1,0 +1,166 @@
+package volume_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/volume"
+)
+
+// publish takes a snapshot of e's volume and records it as published at at.
+func (e *env) publish(st *snapStore, at time.Time) snapshot.Ptr {
+	e.t.Helper()
+	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.v.SnapshotPublished(root, at); err != nil {
+		e.t.Fatal(err)
+	}
+	return root
+}
+
+// writeFile creates name with n distinct 64 KiB chunks of seed's content and uploads it.
+func (e *env) writeFile(name string, seed byte, n int) {
+	e.t.Helper()
+	_, h := e.create(volume.RootIno, name)
+	for i := range n {
+		e.write(h, bytes.Repeat([]byte{seed + byte(i)}, 64<<10), int64(i)<<16)
+	}
+	if err := h.Fsync(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	h.Release()
+}
+
+func garbageIDs(t *testing.T, v *volume.Volume, settled time.Time) int {
+	t.Helper()
+	g, err := v.Garbage(ctx, settled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(g)
+}
+
+// TestGarbageWaitsForPublishedSnapshot: a chunk whose last reference went is collectable
+// only once a snapshot taken after that was published, and that publication is older
+// than the settled time asked for; a snapshot taken but not published, or published too
+// recently, keeps it.
+func TestGarbageWaitsForPublishedSnapshot(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	st := newSnapStore()
+	t0 := time.Unix(1_800_000_000, 0)
+	e.writeFile("f", 'a', 3)
+	if n := garbageIDs(t, e.v, t0.Add(time.Hour)); n != 0 {
+		t.Fatalf("%d garbage before any deletion", n)
+	}
+	e.publish(st, t0) // references f's chunks
+	if err := e.v.Unlink(ctx, volume.RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, g, _ := volume.ChunkRefs(e.v); g != 3 {
+		t.Fatalf("%d chunks listed as garbage, want 3", g)
+	}
+	// The published snapshot still references them, however long ago it was published.
+	if n := garbageIDs(t, e.v, t0.Add(24*time.Hour)); n != 0 {
+		t.Fatalf("%d collectable while the published snapshot references them", n)
+	}
+	// A newer snapshot taken but not (yet) published protects nothing less.
+	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := garbageIDs(t, e.v, t0.Add(24*time.Hour)); n != 0 {
+		t.Fatalf("%d collectable before the new snapshot was published", n)
+	}
+	// Publishing a root that is not the last snapshot records nothing.
+	other := root
+	other.Ref.ID[0] ^= 1
+	if err := e.v.SnapshotPublished(other, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := garbageIDs(t, e.v, t0.Add(24*time.Hour)); n != 0 {
+		t.Fatalf("%d collectable after publishing another root", n)
+	}
+	t1 := t0.Add(time.Hour)
+	if err := e.v.SnapshotPublished(root, t1); err != nil {
+		t.Fatal(err)
+	}
+	// A later publication of the same snapshot (the unmount's) does not move its time.
+	if err := e.v.SnapshotPublished(root, t1.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := garbageIDs(t, e.v, t1.Add(-time.Second)); n != 0 {
+		t.Fatalf("%d collectable before the grace after publication", n)
+	}
+	if n := garbageIDs(t, e.v, t1); n != 3 {
+		t.Fatalf("%d collectable once the snapshot without them settled, want 3", n)
+	}
+
+	// A chunk dropped after the last publication waits for the next one.
+	e.writeFile("g", 'x', 2)
+	e.publish(st, t1.Add(time.Minute))
+	if err := e.v.Unlink(ctx, volume.RootIno, "g"); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen() // the records survive a restart
+	if n := garbageIDs(t, e.v, t1.Add(24*time.Hour)); n != 3 {
+		t.Fatalf("%d collectable, want the 3 of f only", n)
+	}
+	t2 := t1.Add(2 * time.Hour)
+	e.publish(st, t2)
+	if n := garbageIDs(t, e.v, t2); n != 5 {
+		t.Fatalf("%d collectable after the next publication, want 5", n)
+	}
+
+	// Content written again is referenced again and leaves the list.
+	e.writeFile("f2", 'a', 3)
+	if n := garbageIDs(t, e.v, t2); n != 2 {
+		t.Fatalf("%d collectable after f's content came back, want 2", n)
+	}
+	g, err := e.v.Garbage(ctx, t2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.v.DropGarbage(ctx, g); err != nil || n != 2 {
+		t.Fatalf("dropped %d, %v", n, err)
+	}
+	if _, left, _ := volume.ChunkRefs(e.v); left != 0 {
+		t.Fatalf("%d garbage chunks left", left)
+	}
+}
+
+// TestGarbageAfterRestore: a restored drive's snapshot counts once published by the mount
+// that restored it, like any other.
+func TestGarbageAfterRestore(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	st := newSnapStore()
+	e.writeFile("f", 'a', 2)
+	root := e.publish(st, time.Unix(1_800_000_000, 0))
+	if err := e.v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.v = nil
+	cfg := e.cfg
+	cfg.Dir = t.TempDir()
+	if err := volume.Restore(ctx, cfg, snapshot.NewReader(st), root); err != nil {
+		t.Fatal(err)
+	}
+	e2 := newEnvStore(t, e.store, cfg)
+	t0 := time.Unix(1_900_000_000, 0)
+	if err := e2.v.SnapshotPublished(root, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.v.Unlink(ctx, volume.RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if n := garbageIDs(t, e2.v, t0.Add(time.Hour)); n != 0 {
+		t.Fatalf("%d collectable while the restored snapshot references them", n)
+	}
+	e2.publish(st, t0.Add(time.Minute))
+	if n := garbageIDs(t, e2.v, t0.Add(time.Hour)); n != 2 {
+		t.Fatalf("%d collectable after the next publication, want 2", n)
+	}
+}

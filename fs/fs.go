@@ -33,6 +33,10 @@ type Options struct {
 	Debug bool
 	// Logger receives errors that have no caller to go to; default slog.Default().
 	Logger *slog.Logger
+	// ReadOnly mounts read-only: the kernel refuses changes with EROFS (MS_RDONLY) and
+	// so does the filesystem itself. Opens do not keep the kernel's page cache, since a
+	// read-only mount follows a drive written elsewhere (see Live).
+	ReadOnly bool
 }
 
 // Mount mounts v on dir and returns the serving server. Unmount the server before
@@ -40,6 +44,12 @@ type Options struct {
 // process may use the mount itself (the tests do), but never from inside a request: a
 // filesystem method that touches the mount waits for itself.
 func Mount(dir string, v *volume.Volume, o Options) (*fuse.Server, error) {
+	return MountLive(dir, NewLive(v), o)
+}
+
+// MountLive is Mount serving whatever volume l holds: l.Swap replaces it under the live
+// mount. Unmount the server before closing the last volume swapped in.
+func MountLive(dir string, l *Live, o Options) (*fuse.Server, error) {
 	if o.FsName == "" {
 		o.FsName = "scatter"
 	}
@@ -52,7 +62,7 @@ func Mount(dir string, v *volume.Volume, o Options) (*fuse.Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	root := &node{v: v, log: o.Logger, ino: volume.RootIno}
+	root := &node{m: &mnt{live: l, log: o.Logger, ro: o.ReadOnly}, ino: volume.RootIno}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:   o.AllowOther,
@@ -71,10 +81,17 @@ func Mount(dir string, v *volume.Volume, o Options) (*fuse.Server, error) {
 		AttrTimeout:    &o.Timeout,
 		RootStableAttr: &gofs.StableAttr{Ino: volume.RootIno},
 	}
+	if o.ReadOnly {
+		// A direct mount takes the read-only bit as a flag ("ro" as an option string
+		// would be refused by the kernel). Where go-fuse falls back to fusermount (not
+		// root), the kernel does not know; the filesystem's own EROFS still holds.
+		opts.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+	}
 	srv, err := gofs.Mount(dir, root, opts)
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
+	l.mounted(root.EmbeddedInode())
 	if o.ReadAheadKB > 0 {
 		if err := setReadAhead(dir, o.ReadAheadKB); err != nil {
 			o.Logger.Debug("fs: read_ahead_kb unchanged", "err", err)

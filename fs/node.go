@@ -2,7 +2,9 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -11,11 +13,17 @@ import (
 	"github.com/scatterfs/scatter/volume"
 )
 
+// mnt is what every node of one mount shares.
+type mnt struct {
+	live *Live
+	log  *slog.Logger
+	ro   bool // refuse every change with EROFS
+}
+
 // node is one inode of the mount.
 type node struct {
 	gofs.Inode
-	v   *volume.Volume
-	log *slog.Logger
+	m   *mnt
 	ino uint64
 }
 
@@ -42,7 +50,14 @@ var (
 	_ = (gofs.NodeFsyncer)((*node)(nil))
 )
 
-func (n *node) errno(op string, err error) syscall.Errno { return toErrno(n.log, op, err) }
+func (n *node) errno(op string, err error) syscall.Errno { return toErrno(n.m.log, op, err) }
+
+// vol returns the volume to serve one request with; call the release function when the
+// request is done with it (see Live).
+func (n *node) vol() (*volume.Volume, func()) {
+	h := n.m.live.acquire()
+	return h.v, h.release
+}
 
 func caller(ctx context.Context) (uid, gid uint32) {
 	if c, ok := fuse.FromContext(ctx); ok {
@@ -66,11 +81,13 @@ func setAttr(out *fuse.Attr, a *volume.Attr) {
 // child returns the go-fuse inode for a, filling out.
 func (n *node) child(ctx context.Context, a *volume.Attr, out *fuse.EntryOut) *gofs.Inode {
 	setAttr(&out.Attr, a)
-	return n.NewInode(ctx, &node{v: n.v, log: n.log, ino: a.Ino}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	return n.NewInode(ctx, &node{m: n.m, ino: a.Ino}, gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	a, err := n.v.Lookup(ctx, n.ino, name)
+	v, done := n.vol()
+	defer done()
+	a, err := v.Lookup(ctx, n.ino, name)
 	if err != nil {
 		return nil, n.errno("lookup", err)
 	}
@@ -78,7 +95,13 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 }
 
 func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a, err := n.v.Getattr(ctx, n.ino)
+	if h, ok := fh.(*handle); ok && h.follow != nil {
+		// Through the open file: one the newest snapshot deleted still has its version.
+		return h.Getattr(ctx, out)
+	}
+	v, done := n.vol()
+	defer done()
+	a, err := v.Getattr(ctx, n.ino)
 	if err != nil {
 		return n.errno("getattr", err)
 	}
@@ -87,6 +110,11 @@ func (n *node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 }
 
 func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.m.ro {
+		return syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
 	var s volume.SetAttr
 	if m, ok := in.GetMode(); ok {
 		s.Mode = &m
@@ -107,7 +135,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if t, ok := in.GetMTime(); ok {
 		s.Mtime = &t
 	}
-	a, err := n.v.Setattr(ctx, n.ino, s)
+	a, err := v.Setattr(ctx, n.ino, s)
 	if err != nil {
 		return n.errno("setattr", err)
 	}
@@ -116,8 +144,13 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.m.ro {
+		return nil, syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
 	uid, gid := caller(ctx)
-	a, err := n.v.Mkdir(ctx, n.ino, name, mode, uid, gid)
+	a, err := v.Mkdir(ctx, n.ino, name, mode, uid, gid)
 	if err != nil {
 		return nil, n.errno("mkdir", err)
 	}
@@ -125,8 +158,13 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.m.ro {
+		return nil, syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
 	uid, gid := caller(ctx)
-	a, err := n.v.Mknod(ctx, n.ino, name, mode, dev, uid, gid)
+	a, err := v.Mknod(ctx, n.ino, name, mode, dev, uid, gid)
 	if err != nil {
 		return nil, n.errno("mknod", err)
 	}
@@ -134,25 +172,40 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fu
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if n.m.ro {
+		return nil, nil, 0, syscall.EROFS
+	}
+	hv := n.m.live.acquire() // the handle's, released by Release
 	uid, gid := caller(ctx)
-	a, h, err := n.v.Create(ctx, n.ino, name, int(flags), mode, uid, gid)
+	a, h, err := hv.v.Create(ctx, n.ino, name, int(flags), mode, uid, gid)
 	if err != nil {
+		hv.release()
 		return nil, nil, 0, n.errno("create", err)
 	}
-	return n.child(ctx, &a, out), &handle{h: h, log: n.log}, 0, 0
+	return n.child(ctx, &a, out), &handle{h: h, log: n.m.log, held: hv, ino: a.Ino}, 0, 0
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	h, err := n.v.Open(ctx, n.ino, int(flags))
+	if n.m.ro && (flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0) {
+		return nil, 0, syscall.EROFS
+	}
+	hv := n.m.live.acquire() // the handle's, released by Release
+	h, err := hv.v.Open(ctx, n.ino, int(flags))
 	if err != nil {
+		hv.release()
 		return nil, 0, n.errno("open", err)
+	}
+	if n.m.ro {
+		// A read-only mount follows a drive another device writes: the next snapshot
+		// swapped in may change this file, so every open reads it again.
+		return &handle{h: h, log: n.m.log, held: hv, ino: n.ino, follow: n.m.live}, 0, 0
 	}
 	// Keep the kernel's page cache across opens: every change to a file's bytes goes
 	// through this mount (one writer per drive, the root record's writer lease), so what
 	// the kernel cached is still right, and a second read of a file is served at page-cache
 	// speed instead of fetching every chunk from the donors again. A size or mtime change
 	// seen in GETATTR still drops the cached pages (the kernel's auto_inval_data).
-	return &handle{h: h, log: n.log}, fuse.FOPEN_KEEP_CACHE, 0
+	return &handle{h: h, log: n.m.log, held: hv, ino: n.ino}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -160,24 +213,45 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle
 	if _, p := n.Parent(); p != nil {
 		parent = p.StableAttr().Ino
 	}
-	return &dirHandle{v: n.v, log: n.log, ino: n.ino, parent: parent}, 0, 0
+	hv := n.m.live.acquire() // the listing's, released by Releasedir
+	return &dirHandle{v: hv.v, held: hv, log: n.m.log, ino: n.ino, parent: parent}, 0, 0
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.errno("unlink", n.v.Unlink(ctx, n.ino, name))
+	if n.m.ro {
+		return syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
+	return n.errno("unlink", v.Unlink(ctx, n.ino, name))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.errno("rmdir", n.v.Rmdir(ctx, n.ino, name))
+	if n.m.ro {
+		return syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
+	return n.errno("rmdir", v.Rmdir(ctx, n.ino, name))
 }
 
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if n.m.ro {
+		return syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
 	np := newParent.(*node)
-	return n.errno("rename", n.v.Rename(ctx, n.ino, name, np.ino, newName, flags))
+	return n.errno("rename", v.Rename(ctx, n.ino, name, np.ino, newName, flags))
 }
 
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	a, err := n.v.Link(ctx, target.(*node).ino, n.ino, name)
+	if n.m.ro {
+		return nil, syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
+	a, err := v.Link(ctx, target.(*node).ino, n.ino, name)
 	if err != nil {
 		return nil, n.errno("link", err)
 	}
@@ -185,8 +259,13 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.m.ro {
+		return nil, syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
 	uid, gid := caller(ctx)
-	a, err := n.v.Symlink(ctx, n.ino, name, target, uid, gid)
+	a, err := v.Symlink(ctx, n.ino, name, target, uid, gid)
 	if err != nil {
 		return nil, n.errno("symlink", err)
 	}
@@ -194,7 +273,9 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	t, err := n.v.Readlink(ctx, n.ino)
+	v, done := n.vol()
+	defer done()
+	t, err := v.Readlink(ctx, n.ino)
 	if err != nil {
 		return nil, n.errno("readlink", err)
 	}
@@ -202,7 +283,9 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	val, err := n.v.GetXattr(ctx, n.ino, attr)
+	v, done := n.vol()
+	defer done()
+	val, err := v.GetXattr(ctx, n.ino, attr)
 	if err != nil {
 		return 0, n.errno("getxattr", err)
 	}
@@ -213,15 +296,27 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.errno("setxattr", n.v.SetXattr(ctx, n.ino, attr, data, flags))
+	if n.m.ro {
+		return syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
+	return n.errno("setxattr", v.SetXattr(ctx, n.ino, attr, data, flags))
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.errno("removexattr", n.v.RemoveXattr(ctx, n.ino, attr))
+	if n.m.ro {
+		return syscall.EROFS
+	}
+	v, done := n.vol()
+	defer done()
+	return n.errno("removexattr", v.RemoveXattr(ctx, n.ino, attr))
 }
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	names, err := n.v.ListXattr(ctx, n.ino)
+	v, done := n.vol()
+	defer done()
+	names, err := v.ListXattr(ctx, n.ino)
 	if err != nil {
 		return 0, n.errno("listxattr", err)
 	}
@@ -236,7 +331,9 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	st, err := n.v.Statfs(ctx)
+	v, done := n.vol()
+	defer done()
+	st, err := v.Statfs(ctx)
 	if err != nil {
 		return n.errno("statfs", err)
 	}
@@ -258,15 +355,71 @@ func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) sysc
 		return h.Fsync(ctx, flags)
 	}
 	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR {
-		return toErrno(n.log, "fsyncdir", n.v.SyncDir(ctx))
+		v, done := n.vol()
+		defer done()
+		return n.errno("fsyncdir", v.SyncDir(ctx))
 	}
 	return 0
 }
 
-// handle is an open regular file.
+// handle is an open regular file, on the volume it was opened on.
 type handle struct {
-	h   *volume.Handle
 	log *slog.Logger
+	ino uint64
+	// follow is set on a read-only mount, whose volume is swapped for each new snapshot
+	// of the drive: the page cache the kernel keeps per inode then holds the new
+	// version's pages and size, so an open file moves to the new volume at its next
+	// request, reading what the kernel already shows. A file the new snapshot deleted
+	// stays on the version it opened, as an unlinked open file does.
+	follow *Live
+
+	mu    sync.RWMutex // guards h, held and tried when follow is set; requests hold it shared
+	h     *volume.Handle
+	held  *held // the volume h is on; released with the handle
+	tried *held // the newest volume h could not move to (deleted there)
+}
+
+func noop() {}
+
+// cur returns the volume handle to serve a request with, first moving to the volume
+// served now (follower mounts only), and the function to call when the request is done.
+func (h *handle) cur(ctx context.Context) (*volume.Handle, func()) {
+	if h.follow == nil {
+		return h.h, noop
+	}
+	h.mu.RLock()
+	if now := h.follow.cur.Load(); now == h.held || now == h.tried {
+		return h.h, h.mu.RUnlock
+	}
+	h.mu.RUnlock()
+	h.move(ctx)
+	h.mu.RLock()
+	return h.h, h.mu.RUnlock
+}
+
+// move reopens the file on the volume served now, releasing the one it was on.
+func (h *handle) move(ctx context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := h.follow.acquire()
+	if next == h.held || next == h.tried {
+		next.release()
+		return
+	}
+	vh, err := next.v.Open(ctx, h.ino, syscall.O_RDONLY)
+	if err != nil {
+		if !errors.Is(err, volume.ErrNotFound) {
+			h.log.Warn("fs: reopen on the new snapshot", "ino", h.ino, "err", err)
+		}
+		h.tried = next
+		next.release()
+		return
+	}
+	if err := h.h.Release(); err != nil {
+		h.log.Warn("fs: release on the old snapshot", "ino", h.ino, "err", err)
+	}
+	h.held.release()
+	h.h, h.held = vh, next
 }
 
 var (
@@ -284,7 +437,9 @@ var (
 )
 
 func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
-	n, err := h.h.Seek(ctx, int64(off), int(whence))
+	vh, done := h.cur(ctx)
+	defer done()
+	n, err := vh.Seek(ctx, int64(off), int(whence))
 	return uint64(n), toErrno(h.log, "lseek", err)
 }
 
@@ -307,7 +462,9 @@ func (h *handle) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, fl
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.h.Read(ctx, dest, off)
+	vh, done := h.cur(ctx)
+	defer done()
+	n, err := vh.Read(ctx, dest, off)
 	if err != nil {
 		return nil, toErrno(h.log, "read", err)
 	}
@@ -328,11 +485,16 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	defer h.held.release()
 	return toErrno(h.log, "release", h.h.Release())
 }
 
 func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
-	a, err := h.h.Getattr(ctx)
+	vh, done := h.cur(ctx)
+	defer done()
+	a, err := vh.Getattr(ctx)
 	if err != nil {
 		return toErrno(h.log, "getattr", err)
 	}
@@ -349,6 +511,7 @@ func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) sy
 // 2 after "..", cookie+2 after the entry with that cookie.
 type dirHandle struct {
 	v      *volume.Volume
+	held   *held // the reference on v, released by Releasedir
 	log    *slog.Logger
 	ino    uint64
 	parent uint64
@@ -400,7 +563,7 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
-func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {}
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) { d.held.release() }
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	return toErrno(d.log, "fsyncdir", d.v.SyncDir(ctx))

@@ -1,0 +1,293 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scatterfs/scatter/crypt"
+	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/volume"
+	"github.com/scatterfs/scatter/volume/memchunks"
+)
+
+// objStore keeps snapshot objects sealed with the drive's keys, as pipeline.Store would.
+type objStore struct {
+	keys *crypt.Keys
+
+	mu     sync.Mutex
+	sealed map[crypt.ChunkID][]byte
+}
+
+func (s *objStore) Put(ctx context.Context, plain []byte) (pipeline.Ref, error) {
+	id := s.keys.ChunkID(plain)
+	sealed := s.keys.Seal(nil, id, plain)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sealed[id] = sealed
+	return pipeline.Ref{ID: id, Size: uint32(len(plain)), SealedLen: uint32(len(sealed)), K: 1,
+		Fragments: []pipeline.Fragment{{Peer: "mem"}}}, nil
+}
+
+func (s *objStore) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.sealed[ref.ID]
+	if !ok {
+		return nil, fmt.Errorf("object %s: %w", ref.ID, pipeline.ErrUnrecoverable)
+	}
+	return bytes.Clone(b), nil
+}
+
+// follow is a writer volume (no mount) and a read-only mount of its snapshots.
+type follow struct {
+	t      *testing.T
+	w      *volume.Volume
+	chunks *memchunks.Store
+	objs   *objStore
+	live   *Live
+	mnt    string
+}
+
+func newFollow(t *testing.T) *follow {
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		t.Skip("FUSE tests need root and /dev/fuse")
+	}
+	var s crypt.Secret
+	s[0] = 9
+	f := &follow{t: t, chunks: memchunks.New(64<<10, 1<<40), objs: &objStore{keys: s.Keys(), sealed: map[crypt.ChunkID][]byte{}}}
+	w, err := volume.Open(volume.Config{Dir: t.TempDir(), InlineMax: 1, Logger: quietLog}, f.chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.w = w
+	t.Cleanup(func() { w.Close() })
+	return f
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// restore snapshots the writer and opens the snapshot as a new volume.
+func (f *follow) restore() *volume.Volume {
+	f.t.Helper()
+	if err := f.w.SyncAll(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	root, _, err := f.w.Snapshot(ctx, f.objs, f.objs.keys)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cfg := volume.Config{Dir: f.t.TempDir(), Logger: quietLog}
+	if err := volume.Restore(ctx, cfg, snapshot.NewReader(f.objs), root); err != nil {
+		f.t.Fatal(err)
+	}
+	v, err := volume.Open(cfg, f.chunks)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return v
+}
+
+func (f *follow) write(name string, data []byte) {
+	f.t.Helper()
+	a, err := f.w.Lookup(ctx, volume.RootIno, name)
+	var h *volume.Handle
+	if errors.Is(err, volume.ErrNotFound) {
+		_, h, err = f.w.Create(ctx, volume.RootIno, name, syscall.O_RDWR, 0o644, 0, 0)
+	} else if err == nil {
+		h, err = f.w.Open(ctx, a.Ino, syscall.O_RDWR|syscall.O_TRUNC)
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := h.Write(ctx, data, 0); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := h.Release(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *follow) mount(v *volume.Volume) {
+	f.t.Helper()
+	f.live = NewLive(v)
+	f.mnt = f.t.TempDir()
+	// An hour of attribute and entry caching: what the test sees after a swap is
+	// what Swap's invalidation dropped, never a timeout running out.
+	srv, err := MountLive(f.mnt, f.live, Options{ReadOnly: true, Timeout: time.Hour, Logger: quietLog})
+	if err != nil {
+		v.Close()
+		f.t.Skipf("FUSE mount unavailable here: %v", err)
+	}
+	f.t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			f.t.Errorf("unmount: %v", err)
+		}
+		if err := f.live.Volume().Close(); err != nil {
+			f.t.Errorf("close volume: %v", err)
+		}
+	})
+}
+
+func content(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7/5)
+	}
+	return b
+}
+
+// TestLiveSwap follows a writer through changes, renames and deletions with a swap of
+// the served volume each time, under a mount that caches names and attributes for an
+// hour: every change shows at once, an open file reads the new version, one deleted
+// while open its own, and the old volume is idle once that one is closed.
+func TestLiveSwap(t *testing.T) {
+	f := newFollow(t)
+	a, b, c := content(200<<10, 1), content(3000, 2), content(100<<10, 3)
+	f.write("a", a)
+	f.write("b", b)
+	f.write("c", c)
+	if _, err := f.w.Mkdir(ctx, volume.RootIno, "dir", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.mount(f.restore())
+	p := func(n string) string { return filepath.Join(f.mnt, n) }
+	for n, want := range map[string][]byte{"a": a, "b": b, "c": c} {
+		if got, err := os.ReadFile(p(n)); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("read %s: %d bytes, %v", n, len(got), err)
+		}
+	}
+	old, err := os.Open(p("a")) // stays open across the swap
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	oldB, err := os.Open(p("b")) // open across the swap that deletes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldB.Close()
+	a2 := content(150<<10, 9)
+	f.write("a", a2)
+	if err := f.w.Unlink(ctx, volume.RootIno, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.w.Rename(ctx, volume.RootIno, "c", volume.RootIno, "c2", 0); err != nil {
+		t.Fatal(err)
+	}
+	f.write("new", []byte("new file"))
+	prev, idle := f.live.Swap(ctx, f.restore())
+
+	if got, err := os.ReadFile(p("a")); err != nil || !bytes.Equal(got, a2) {
+		t.Errorf("a after the swap: %d bytes, %v; want the writer's %d", len(got), err, len(a2))
+	}
+	if _, err := os.Stat(p("b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat of deleted b: %v, want ENOENT", err)
+	}
+	if _, err := os.Stat(p("c")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat of renamed c: %v, want ENOENT", err)
+	}
+	if got, err := os.ReadFile(p("c2")); err != nil || !bytes.Equal(got, c) {
+		t.Errorf("c2: %d bytes, %v", len(got), err)
+	}
+	if got, err := os.ReadFile(p("new")); err != nil || string(got) != "new file" {
+		t.Errorf("new: %q, %v", got, err)
+	}
+	// The file opened before the swap reads the new version, as the kernel's page
+	// cache and size for its inode do; the deleted one opened before reads its own.
+	got, err := io.ReadAll(old)
+	if err != nil || !bytes.Equal(got, a2) {
+		t.Errorf("file open across the swap: %d bytes, %v; want the new version's %d", len(got), err, len(a2))
+	}
+	if got, err := io.ReadAll(oldB); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("file deleted while open: %d bytes, %v; want its %d", len(got), err, len(b))
+	}
+	select {
+	case <-idle:
+		t.Fatal("old volume idle while a file opened on it is open")
+	default:
+	}
+	old.Close()
+	oldB.Close()
+	<-idle // the kernel's RELEASE of the deleted file drops the last reference
+	if err := prev.Close(); err != nil {
+		t.Error(err)
+	}
+	if got, err := os.ReadFile(p("a")); err != nil || !bytes.Equal(got, a2) {
+		t.Errorf("a with the old volume closed: %d bytes, %v", len(got), err)
+	}
+
+	// A swap with nothing open leaves the old volume idle at once.
+	prev, idle = f.live.Swap(ctx, f.restore())
+	<-idle
+	if err := prev.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestReadOnly: a read-only mount refuses every change with EROFS, the kernel's or
+// the filesystem's, and still reads.
+func TestReadOnly(t *testing.T) {
+	f := newFollow(t)
+	f.write("f", []byte("data"))
+	if _, err := f.w.Mkdir(ctx, volume.RootIno, "d", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.mount(f.restore())
+	p := func(n string) string { return filepath.Join(f.mnt, n) }
+	checks := map[string]error{
+		"create":   func() error { _, err := os.Create(p("x")); return err }(),
+		"open rw":  func() error { _, err := os.OpenFile(p("f"), os.O_RDWR, 0); return err }(),
+		"truncate": os.Truncate(p("f"), 0),
+		"mkdir":    os.Mkdir(p("e"), 0o755),
+		"rename":   os.Rename(p("f"), p("g")),
+		"unlink":   os.Remove(p("f")),
+		"rmdir":    os.Remove(p("d")),
+		"chmod":    os.Chmod(p("f"), 0o600),
+		"symlink":  os.Symlink("f", p("s")),
+		"link":     os.Link(p("f"), p("l")),
+		"setxattr": syscall.Setxattr(p("f"), "user.x", []byte("1"), 0),
+	}
+	for op, err := range checks {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: %v, want EROFS", op, err)
+		}
+	}
+	if got, err := os.ReadFile(p("f")); err != nil || string(got) != "data" {
+		t.Errorf("read: %q, %v", got, err)
+	}
+}
+
+// The filesystem refuses changes itself, for mounts where the kernel does not know it
+// is read-only (fusermount): the node methods, called directly.
+func TestReadOnlyNodes(t *testing.T) {
+	n := &node{m: &mnt{ro: true, log: quietLog}, ino: volume.RootIno}
+	if _, e := n.Mkdir(ctx, "x", 0o755, nil); e != syscall.EROFS {
+		t.Errorf("mkdir: %v", e)
+	}
+	if _, _, _, e := n.Create(ctx, "x", 0, 0o644, nil); e != syscall.EROFS {
+		t.Errorf("create: %v", e)
+	}
+	if _, _, e := n.Open(ctx, syscall.O_WRONLY); e != syscall.EROFS {
+		t.Errorf("open for writing: %v", e)
+	}
+	if _, _, e := n.Open(ctx, syscall.O_RDONLY|syscall.O_TRUNC); e != syscall.EROFS {
+		t.Errorf("open with O_TRUNC: %v", e)
+	}
+	if e := n.Unlink(ctx, "x"); e != syscall.EROFS {
+		t.Errorf("unlink: %v", e)
+	}
+	if e := n.Setxattr(ctx, "user.x", nil, 0); e != syscall.EROFS {
+		t.Errorf("setxattr: %v", e)
+	}
+}

@@ -75,6 +75,48 @@ func (c *Client) Check(ctx context.Context, repair, verify bool, progress func(S
 	return res, err
 }
 
+// Share asks the mount to share the directory at path (relative to the drive's root)
+// read-only; the answer carries the capability.
+func (c *Client) Share(ctx context.Context, path string) (*Share, error) {
+	list, err := c.shares(ctx, Request{V: Version, Op: OpShare, Path: path})
+	if err != nil {
+		return nil, err
+	}
+	if len(list) != 1 {
+		return nil, fmt.Errorf("%w: share answered with %d shares", ErrBadResponse, len(list))
+	}
+	return &list[0], nil
+}
+
+// Shares lists the drive's shares.
+func (c *Client) Shares(ctx context.Context) ([]Share, error) {
+	return c.shares(ctx, Request{V: Version, Op: OpShares})
+}
+
+// Revoke asks the mount to stop updating share id's record.
+func (c *Client) Revoke(ctx context.Context, id string) (*Share, error) {
+	list, err := c.shares(ctx, Request{V: Version, Op: OpRevoke, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	if len(list) != 1 {
+		return nil, fmt.Errorf("%w: revoke answered with %d shares", ErrBadResponse, len(list))
+	}
+	return &list[0], nil
+}
+
+func (c *Client) shares(ctx context.Context, req Request) ([]Share, error) {
+	var list []Share
+	err := c.do(ctx, req, func(r Response) error {
+		if r.Shares == nil {
+			return fmt.Errorf("%w: %s request answered without shares", ErrBadResponse, req.Op)
+		}
+		list = r.Shares.List
+		return nil
+	}, nil)
+	return list, err
+}
+
 // do sends req and reads the answer: progress lines to progress (none expected when it
 // is nil), the final line to final.
 func (c *Client) do(ctx context.Context, req Request, final func(Response) error, progress func(Response) error) error {

@@ -33,6 +33,9 @@ const (
 	OpStatus = "status" // answer: one Response with Status
 	OpSync   = "sync"   // answer: Responses with Progress, then one with Done
 	OpCheck  = "check"  // answer: Responses with Step, then one with Check
+	OpShare  = "share"  // answer: one Response with Shares (the new share); needs Path
+	OpShares = "shares" // answer: one Response with Shares (every share)
+	OpRevoke = "revoke" // answer: one Response with Shares (the revoked share); needs ID
 )
 
 // Errors.
@@ -56,6 +59,10 @@ type Request struct {
 	Repair bool `json:"repair,omitempty"`
 	// Verify asks OpCheck to fetch and hash every fragment, not only ask its holder.
 	Verify bool `json:"verify,omitempty"`
+	// Path is OpShare's directory, relative to the drive's root.
+	Path string `json:"path,omitempty"`
+	// ID is OpRevoke's share ID.
+	ID string `json:"id,omitempty"`
 }
 
 // ParseRequest decodes one request line (without or with its newline). It is strict:
@@ -78,8 +85,14 @@ func ParseRequest(line []byte) (Request, error) {
 	if (r.Repair || r.Verify) && r.Op != OpCheck {
 		return Request{}, fmt.Errorf("%w: repair and verify are options of check", ErrBadRequest)
 	}
+	if (r.Path != "") != (r.Op == OpShare) {
+		return Request{}, fmt.Errorf("%w: share needs a path (\"/\" for the whole drive), and only share takes one", ErrBadRequest)
+	}
+	if r.ID != "" && r.Op != OpRevoke || r.ID == "" && r.Op == OpRevoke {
+		return Request{}, fmt.Errorf("%w: revoke needs an id, and only revoke takes one", ErrBadRequest)
+	}
 	switch r.Op {
-	case OpStatus, OpSync, OpCheck:
+	case OpStatus, OpSync, OpCheck, OpShare, OpShares, OpRevoke:
 	default:
 		return Request{}, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, r.Op)
 	}
@@ -92,6 +105,7 @@ type Response struct {
 	Step     *Step        `json:"step,omitempty"`
 	Status   *Status      `json:"status,omitempty"`
 	Check    *CheckResult `json:"check,omitempty"`
+	Shares   *Shares      `json:"shares,omitempty"`
 	Done     bool         `json:"done,omitempty"`
 	Error    string       `json:"error,omitempty"`
 }
@@ -106,7 +120,7 @@ func ParseResponse(line []byte) (Response, error) {
 		return Response{}, fmt.Errorf("%w: %v", ErrBadResponse, err)
 	}
 	n := 0
-	for _, set := range []bool{r.Progress != nil, r.Step != nil, r.Status != nil, r.Check != nil, r.Done, r.Error != ""} {
+	for _, set := range []bool{r.Progress != nil, r.Step != nil, r.Status != nil, r.Check != nil, r.Shares != nil, r.Done, r.Error != ""} {
 		if set {
 			n++
 		}
@@ -243,4 +257,21 @@ type RepairResult struct {
 	Bytes    int64    `json:"bytes"`    // plaintext bytes of the chunks rebuilt
 	Seconds  float64  `json:"seconds"`  // time the repair took
 	Errors   []string `json:"errors,omitempty"`
+}
+
+// Shares answers the share operations.
+type Shares struct {
+	List []Share `json:"list"`
+}
+
+// Share is one read-only share of the drive.
+type Share struct {
+	ID      string `json:"id"`
+	Path    string `json:"path"` // relative to the drive's root
+	Cap     string `json:"cap"`  // the capability (crypt.Cap text) to hand to readers
+	Revoked bool   `json:"revoked,omitempty"`
+	// Seq is the share record's sequence last published, 0 if none yet.
+	Seq uint64 `json:"seq,omitempty"`
+	// Error says why the last publication failed (the directory moved away, say).
+	Error string `json:"error,omitempty"`
 }

@@ -233,6 +233,7 @@ func FuzzParseRequest(f *testing.F) {
 		`{"v":1,"op":"status"}`, `{"v":1,"op":"status","health":true}`, `{"v":1,"op":"sync"}`,
 		`{"v":1,"op":"sync"}` + "\n", `{"v":1}`, `[]`, `{"v":1,"op":"status"}x`, "",
 		`{"v":1,"op":"check"}`, `{"v":1,"op":"check","repair":true,"verify":true}`, `{"v":1,"op":"sync","verify":true}`,
+		`{"v":1,"op":"share","path":"a/b"}`, `{"v":1,"op":"shares"}`, `{"v":1,"op":"revoke","id":"00"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -263,6 +264,7 @@ func FuzzParseResponse(f *testing.F) {
 		`{"done":true,"error":"x"}`, `{}`, `null`,
 		`{"step":{"phase":"check","done":1,"total":2,"bytes":0}}`,
 		`{"check":{"chunks":1,"complete":1,"repair":{"chunks":1,"errors":["x"]}}}`, `{"step":{},"check":{}}`,
+		`{"shares":{"list":[{"id":"a","path":"p","cap":"c","seq":2}]}}`, `{"shares":{"list":[]},"done":true}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -29,6 +29,18 @@ type Handler interface {
 	Check(ctx context.Context, repair, verify bool, progress func(Step)) (*CheckResult, error)
 }
 
+// ShareHandler is implemented by a Handler that manages read-only shares; a Handler
+// without it answers the share operations with an error.
+type ShareHandler interface {
+	// Share records a share of the directory at path (relative to the drive's root),
+	// publishes its record and returns it with its capability.
+	Share(ctx context.Context, path string) (*Share, error)
+	// Shares lists every share, revoked ones included.
+	Shares(ctx context.Context) ([]Share, error)
+	// Revoke stops updating share id's record.
+	Revoke(ctx context.Context, id string) (*Share, error)
+}
+
 // requestTimeout bounds how long a client may take to send its request line.
 const requestTimeout = 10 * time.Second
 
@@ -197,8 +209,41 @@ func (s *Server) serve(c net.Conn) {
 		default:
 			final.Check = res
 		}
+	case OpShare, OpShares, OpRevoke:
+		final = s.share(ctx, req)
 	}
 	if err := enc.Encode(final); err != nil && ctx.Err() == nil {
 		s.log.Debug("control: write response", "op", req.Op, "err", err)
 	}
+}
+
+// share answers the share operations.
+func (s *Server) share(ctx context.Context, req Request) Response {
+	sh, ok := s.h.(ShareHandler)
+	if !ok {
+		return Response{Error: "this mount does not manage shares"}
+	}
+	var (
+		list []Share
+		one  *Share
+		err  error
+	)
+	switch req.Op {
+	case OpShare:
+		one, err = sh.Share(ctx, req.Path)
+	case OpRevoke:
+		one, err = sh.Revoke(ctx, req.ID)
+	default:
+		list, err = sh.Shares(ctx)
+	}
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	if one != nil {
+		list = []Share{*one}
+	}
+	if list == nil {
+		list = []Share{}
+	}
+	return Response{Shares: &Shares{List: list}}
 }

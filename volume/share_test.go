@@ -1,0 +1,212 @@
+package volume_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	chunk "github.com/ipfs/boxo/chunker"
+
+	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/volume"
+)
+
+// cryptChunks is a volume.Chunks that seals data chunks with real drive keys (snapStore),
+// so a share's per-chunk read keys can be checked to open them.
+type cryptChunks struct{ *snapStore }
+
+func (c cryptChunks) Split(r io.Reader) chunk.Splitter { return chunk.NewSizeSplitter(r, 64<<10) }
+func (c cryptChunks) Open(dst []byte, ref pipeline.Ref, sealed []byte) ([]byte, error) {
+	return c.keys.Open(dst, ref.ID, sealed)
+}
+func (c cryptChunks) Capacity(context.Context) (int64, error) { return 1 << 40, nil }
+
+// fetchOnly is what a capability holder has: the network, and no drive keys.
+type fetchOnly struct{ cryptChunks }
+
+func (fetchOnly) Open([]byte, pipeline.Ref, []byte) ([]byte, error) {
+	return nil, errors.New("fetchOnly: no drive keys")
+}
+
+func TestShareRestore(t *testing.T) {
+	st := newSnapStore()
+	w, err := volume.Open(volume.Config{Dir: t.TempDir(), Logger: quiet}, cryptChunks{st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	e := &env{t: t, v: w}
+	fill(t, e)
+	// A hard link from outside the shared directory, and a file outside it.
+	dir := must[volume.Attr](t)(w.Lookup(ctx, volume.RootIno, "dir"))
+	small := must[volume.Attr](t)(w.Lookup(ctx, dir.Ino, "small"))
+	must[volume.Attr](t)(w.Link(ctx, small.Ino, volume.RootIno, "outside-link"))
+	_, h := e.create(volume.RootIno, "outside")
+	e.write(h, bytes.Repeat([]byte("secret"), 20000), 0)
+	h.Release()
+	if err := w.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Shares: only existing directories, no climbing.
+	for p, want := range map[string]error{"dir/small": volume.ErrNotDir, "nope": volume.ErrNotFound, "dir/../dir": volume.ErrInvalid} {
+		if _, err := w.AddShare(ctx, p); !errors.Is(err, want) {
+			t.Errorf("AddShare(%q): %v, want %v", p, err, want)
+		}
+	}
+	sh := must[volume.Share](t)(w.AddShare(ctx, "/dir/"))
+	if sh.Path != "dir" || sh.Ino != dir.Ino || sh.Revoked {
+		t.Fatalf("share %+v", sh)
+	}
+	other := must[volume.Share](t)(w.AddShare(ctx, "empty-dir"))
+	if _, err := w.RevokeShare(other.ID); err != nil {
+		t.Fatal(err)
+	}
+	list := must[[]volume.Share](t)(w.Shares())
+	if len(list) != 2 {
+		t.Fatalf("%d shares listed", len(list))
+	}
+	for _, s := range list {
+		if s.Revoked != (s.ID == other.ID) {
+			t.Errorf("share %+v: revoked wrong", s)
+		}
+	}
+
+	want := dump(t, w)
+	root, _, err := w.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := volume.ShareDir(ctx, snapshot.NewReader(st), root, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1700000000, 0)
+	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, RootUID: 4242, RootGID: 43}
+	if err := volume.RestoreShare(ctx, cfg, snapshot.NewReader(st), dp, 9, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := volume.RestoreShare(ctx, cfg, snapshot.NewReader(st), dp, 9, at); err != volume.ErrRestoreExists {
+		t.Fatalf("second restore: %v", err)
+	}
+	r, err := volume.OpenShare(cfg, fetchOnly{cryptChunks{st}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if seq := must[uint64](t)(r.ShareSeq()); seq != 9 {
+		t.Errorf("ShareSeq %d, want 9", seq)
+	}
+	got := dump(t, r)
+	top := got["/"].Attr
+	if top.Ino != volume.RootIno || top.UID != 4242 || top.GID != 43 || !top.Mtime.Equal(at) || top.Nlink != 3 {
+		t.Errorf("share root %+v", top)
+	}
+	if !reflect.DeepEqual(got["/"].Xattrs, map[string]string{}) {
+		t.Errorf("share root has xattrs %v (the shared directory's own are its parent's business)", got["/"].Xattrs)
+	}
+	n := 0
+	for p, wn := range want {
+		rel, ok := strings.CutPrefix(p, "/dir/")
+		if !ok {
+			continue
+		}
+		n++
+		gn, ok := got["/"+rel]
+		if !ok {
+			t.Errorf("%s missing from the share", p)
+			continue
+		}
+		if rel == "small" {
+			// Two links in the drive, one of them outside: the share shows its one.
+			if gn.Attr.Nlink != 1 || wn.Attr.Nlink != 2 {
+				t.Errorf("small: nlink %d in the share, %d in the drive", gn.Attr.Nlink, wn.Attr.Nlink)
+			}
+			gn.Attr.Nlink = wn.Attr.Nlink
+		}
+		if !reflect.DeepEqual(gn.Attr, wn.Attr) || !reflect.DeepEqual(gn.Xattrs, wn.Xattrs) ||
+			!bytes.Equal(gn.Content, wn.Content) || gn.Target != wn.Target {
+			t.Errorf("%s differs in the share:\n got %+v %v\nwant %+v %v", p, gn.Attr, gn.Xattrs, wn.Attr, wn.Xattrs)
+		}
+	}
+	if n < 300 || len(got) != n+1 {
+		t.Errorf("share holds %d paths, the shared directory %d (+ its root)", len(got), n)
+	}
+	if got["/big"].Attr.Ino != got["/sub/hardlink-to-big"].Attr.Ino || got["/big"].Attr.Nlink != 2 {
+		t.Error("hard link inside the share lost")
+	}
+	if got["/link"].Target != "sub/f001" || got["/big"].Xattrs["user.tag"] != "value" {
+		t.Errorf("symlink %q or xattr %q lost", got["/link"].Target, got["/big"].Xattrs["user.tag"])
+	}
+	if _, ok := got["/outside"]; ok {
+		t.Error("a file outside the shared directory is in the share")
+	}
+
+	// The share follows the directory's inode: moved away and replaced, it is not updated.
+	if err := w.Rename(ctx, volume.RootIno, "dir", volume.RootIno, "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SyncAll(ctx); err != nil { // namespace changes durable before the snapshot
+		t.Fatal(err)
+	}
+	root2, _, err := w.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := volume.ShareDir(ctx, snapshot.NewReader(st), root2, sh); !errors.Is(err, volume.ErrNotFound) {
+		t.Errorf("shared directory moved away: %v, want ErrNotFound", err)
+	}
+	must[volume.Attr](t)(w.Mkdir(ctx, volume.RootIno, "dir", 0o755, 0, 0))
+	if err := w.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	root3, _, err := w.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := volume.ShareDir(ctx, snapshot.NewReader(st), root3, sh); !errors.Is(err, volume.ErrInvalid) {
+		t.Errorf("shared directory replaced: %v, want ErrInvalid", err)
+	}
+}
+
+// A share of the drive's root is the whole tree.
+func TestShareRoot(t *testing.T) {
+	st := newSnapStore()
+	w, err := volume.Open(volume.Config{Dir: t.TempDir(), Logger: quiet}, cryptChunks{st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	must[volume.Attr](t)(w.Mkdir(ctx, volume.RootIno, "a", 0o755, 0, 0))
+	sh := must[volume.Share](t)(w.AddShare(ctx, ""))
+	if err := w.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	root, _, err := w.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := volume.ShareDir(ctx, snapshot.NewReader(st), root, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet}
+	if err := volume.RestoreShare(ctx, cfg, snapshot.NewReader(st), dp, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := volume.OpenShare(cfg, fetchOnly{cryptChunks{st}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if a, err := r.Lookup(ctx, volume.RootIno, "a"); err != nil || a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		t.Fatalf("lookup a: %+v %v", a, err)
+	}
+}

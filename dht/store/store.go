@@ -2,12 +2,15 @@
 // owners that leased it and when their leases end.
 //
 // One fragment is one file, dir/frag/<first byte in hex>/<fragment ID in hex>, holding a
-// small header (owners, lease expiries, length, ID, CRC) followed by the raw fragment bytes;
-// docs/format.md ("Donor store") specifies every byte. A new file is written to a temporary
-// file in its shard directory and renamed into place, so a crash leaves either the whole file or none; renewals and deletions
-// rewrite only the header, in place. The payload is verified against its BLAKE3 ID on every
-// Get and the header's CRC when the store is opened, so a torn or garbled file is detected,
-// dropped and never served. The in-memory index is rebuilt from the headers at Open.
+// small header (owners, lease expiries, length, ID, payload CRC, header CRC) followed by the
+// raw fragment bytes; docs/format.md ("Donor store") specifies every byte. A new file is
+// written to a temporary file in its shard directory and renamed into place, so a crash
+// leaves either the whole file or none; renewals and deletions rewrite only the header, in
+// place. Put checks the payload against its BLAKE3 ID once; every Get checks it against the
+// payload CRC-32C the header recorded (files of the first format, without one, against the
+// ID again), and Open checks each header's CRC and the file's length, so a torn or garbled
+// file is detected, dropped and never served. The in-memory index is rebuilt from the
+// headers at Open.
 //
 // The store is pure disk: it knows nothing of libp2p. Package dht serves it to peers.
 package store
@@ -70,7 +73,11 @@ const (
 	blockSize = 4096
 
 	formatFile = "FORMAT"
-	formatLine = "scatter fragment store 1\n"
+	formatLine = "scatter fragment store 2\n"
+	// formatLineV1 marks a store whose files all have version 1 headers. It is opened
+	// and its marker rewritten to formatLine, so a binary that knows only version 1
+	// headers refuses the store instead of dropping its new files as invalid.
+	formatLineV1 = "scatter fragment store 1\n"
 )
 
 // Config configures a Store. Only Quota is required.
@@ -97,10 +104,22 @@ type Config struct {
 // entry is the index's view of one fragment file. Entries are immutable once published in
 // Store.index: a change builds a new entry, under the fragment's stripe lock.
 type entry struct {
-	size   uint32 // payload length
-	slots  []slot
-	charge int64 // bytes charged against the quota
+	version uint8  // of the file's header: 1 or 2
+	size    uint32 // payload length
+	sum     uint32 // CRC-32C of the payload (version 2)
+	slots   []slot
+	charge  int64 // bytes charged against the quota
 }
+
+// withSlots returns a copy of e with slots, for a header rewritten in place.
+func (e *entry) withSlots(slots []slot) *entry {
+	ne := *e
+	ne.slots = slots
+	return &ne
+}
+
+// hdrLen returns the length of the header of e's file.
+func (e *entry) hdrLen() int { return headerLenV(e.version, len(e.slots)) }
 
 // live reports whether some owner's lease is still running at now (Unix seconds).
 func (e *entry) live(now int64) bool {
@@ -113,7 +132,7 @@ func (e *entry) live(now int64) bool {
 }
 
 func (e *entry) hdr(id chunker.FragmentID) header {
-	return header{id: id, size: e.size, slots: e.slots}
+	return header{version: e.version, id: id, size: e.size, sum: e.sum, slots: e.slots}
 }
 
 // Store is a quota-bounded fragment store on local disk. It is safe for concurrent use.
@@ -246,10 +265,18 @@ func (s *Store) checkFormat() error {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if string(b) != formatLine {
-		return fmt.Errorf("store: %s: unknown store format %q", p, b)
+	switch string(b) {
+	case formatLine:
+		return nil
+	case formatLineV1:
+		// Version 1 files stay as they are (they are read and updated as such); only new
+		// files get version 2 headers, which an older binary would not read.
+		if err := os.WriteFile(p, []byte(formatLine), 0o600); err != nil {
+			return fmt.Errorf("store: upgrading %s: %w", p, err)
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("store: %s: unknown store format %q (written by a newer scatter?)", p, b)
 }
 
 // loadShard indexes the fragment files of one shard directory, removing any file that is
@@ -277,7 +304,7 @@ func (s *Store) loadShard(name string) error {
 			}
 			continue
 		}
-		e := &entry{size: h.size, slots: h.slots, charge: chargeOf(size)}
+		e := &entry{version: h.version, size: h.size, sum: h.sum, slots: h.slots, charge: chargeOf(size)}
 		s.index[id] = e
 		s.used += e.charge
 	}
@@ -318,7 +345,7 @@ func (s *Store) loadFile(shard, name, p string) (chunker.FragmentID, header, int
 	if h.id != id {
 		return id, header{}, 0, fmt.Errorf("header names fragment %s", h.id)
 	}
-	if want := int64(headerLen(len(h.slots))) + int64(h.size); st.Size() != want {
+	if want := int64(headerLenV(h.version, len(h.slots))) + int64(h.size); st.Size() != want {
 		return id, header{}, 0, fmt.Errorf("file is %d bytes, header says %d", st.Size(), want)
 	}
 	return id, h, st.Size(), nil
@@ -440,7 +467,7 @@ func (s *Store) Put(ctx context.Context, id chunker.FragmentID, owner Owner, exp
 			return nil // the lease already runs at least that long
 		}
 		if i >= 0 {
-			ne := &entry{size: e.size, slots: slots, charge: e.charge}
+			ne := e.withSlots(slots)
 			if err := s.writeHeader(id, ne); err != nil {
 				return err
 			}
@@ -452,7 +479,7 @@ func (s *Store) Put(ctx context.Context, id chunker.FragmentID, owner Owner, exp
 		}
 		// The header grows: write a new file from data (the same bytes, by their hash).
 		// The new file is charged in full while both exist, so the quota holds on disk.
-		ne := &entry{size: e.size, slots: append(slots, slot{owner: owner, expires: exp})}
+		ne := &entry{version: headerVersion, size: e.size, sum: payloadSum(data), slots: append(slots, slot{owner: owner, expires: exp})}
 		ne.charge = chargeFor(len(ne.slots), ne.size)
 		if err := s.reserve(ne.charge); err != nil {
 			return err
@@ -465,7 +492,7 @@ func (s *Store) Put(ctx context.Context, id chunker.FragmentID, owner Owner, exp
 		return nil
 	}
 
-	ne := &entry{size: uint32(len(data)), slots: []slot{{owner: owner, expires: exp}}}
+	ne := &entry{version: headerVersion, size: uint32(len(data)), sum: payloadSum(data), slots: []slot{{owner: owner, expires: exp}}}
 	ne.charge = chargeFor(1, ne.size)
 	if err := s.reserve(ne.charge); err != nil {
 		return err
@@ -499,7 +526,7 @@ func (s *Store) writeFile(id chunker.FragmentID, e *entry, data []byte) (err err
 		}
 	}()
 	h := e.hdr(id)
-	hb := h.encode(make([]byte, 0, headerLen(len(e.slots))))
+	hb := h.encode(make([]byte, 0, e.hdrLen()))
 	if _, err := f.Write(hb); err != nil {
 		return fmt.Errorf("store: writing %s: %w", id, err)
 	}
@@ -528,7 +555,7 @@ func (s *Store) writeHeader(id chunker.FragmentID, e *entry) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	h := e.hdr(id)
-	_, err = f.WriteAt(h.encode(make([]byte, 0, headerLen(len(e.slots)))), 0)
+	_, err = f.WriteAt(h.encode(make([]byte, 0, e.hdrLen())), 0)
 	if err == nil && s.cfg.Sync {
 		err = f.Sync()
 	}
@@ -580,8 +607,26 @@ func (s *Store) Size(id chunker.FragmentID) (int, bool) {
 	return int(e.size), true
 }
 
-// Get returns the bytes of fragment id, verified against id. A fragment whose file fails
-// verification is dropped and ErrCorrupt returned; one with no live lease is ErrNotFound.
+// check verifies payload b of e's file: against the CRC-32C its header recorded (version
+// 2), or against its BLAKE3 ID (version 1, which records none). Put checked the payload
+// against the ID before the file was written, so the CRC only has to catch what the disk
+// or a crash did to it since; the client verifies every fragment against its ID anyway.
+func (e *entry) check(id chunker.FragmentID, b []byte) error {
+	if e.version == 1 {
+		if chunker.FragmentIDOf(b) != id {
+			return errors.New("payload does not hash to its ID")
+		}
+		return nil
+	}
+	if got := payloadSum(b); got != e.sum {
+		return fmt.Errorf("payload checksum %08x, header says %08x", got, e.sum)
+	}
+	return nil
+}
+
+// Get returns the bytes of fragment id, verified (see entry.check: the payload CRC, or the
+// ID for a version 1 file). A fragment whose file fails verification is dropped and
+// ErrCorrupt returned; one with no live lease is ErrNotFound.
 func (s *Store) Get(ctx context.Context, id chunker.FragmentID) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -600,8 +645,8 @@ func (s *Store) Get(ctx context.Context, id chunker.FragmentID) ([]byte, error) 
 	buf := make([]byte, e.size)
 	err := s.readPayload(id, e, buf)
 	l.RUnlock()
-	if err == nil && chunker.FragmentIDOf(buf) != id {
-		err = errors.New("payload does not hash to its ID")
+	if err == nil {
+		err = e.check(id, buf)
 	}
 	if err != nil {
 		s.log.Warn("store: dropping corrupt fragment", "id", id, "err", err)
@@ -619,7 +664,7 @@ func (s *Store) readPayload(id chunker.FragmentID, e *entry, buf []byte) error {
 		return err
 	}
 	defer f.Close()
-	_, err = f.ReadAt(buf, int64(headerLen(len(e.slots))))
+	_, err = f.ReadAt(buf, int64(e.hdrLen()))
 	return err
 }
 
@@ -681,7 +726,7 @@ func (s *Store) delete(id chunker.FragmentID, owner Owner) (int64, error) {
 	if i < 0 {
 		return 0, nil
 	}
-	ne := &entry{size: e.size, slots: slices.Clone(e.slots), charge: e.charge}
+	ne := e.withSlots(slices.Clone(e.slots))
 	ne.slots[i].expires = 0
 	if !ne.live(s.now().Unix()) {
 		return e.charge, s.removeFile(id, e)
@@ -736,7 +781,7 @@ func (s *Store) renew(id chunker.FragmentID, owner Owner, exp int64) (bool, erro
 	if e.slots[i].expires >= exp {
 		return true, nil
 	}
-	ne := &entry{size: e.size, slots: slices.Clone(e.slots), charge: e.charge}
+	ne := e.withSlots(slices.Clone(e.slots))
 	ne.slots[i].expires = exp
 	if err := s.writeHeader(id, ne); err != nil {
 		return false, err

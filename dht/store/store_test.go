@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -414,23 +415,90 @@ func flipByte(t *testing.T, p string, off int) {
 	must(t, os.WriteFile(p, b, 0o600))
 }
 
-// TestHeaderGolden pins the on-disk header layout of docs/format.md.
+// TestHeaderGolden pins the on-disk header layouts of docs/format.md: version 2, written
+// today, and version 1, still read and rewritten in place.
 func TestHeaderGolden(t *testing.T) {
 	var id chunker.FragmentID
 	for i := range id {
 		id[i] = byte(i)
 	}
-	h := header{id: id, size: 131072, slots: []slot{{owner: Owner{0xaa, 0xbb}, expires: 1767225600}, {owner: Owner{0xcc}, expires: 0}}}
-	got := hex.EncodeToString(h.encode(nil))
-	golden, err := os.ReadFile("testdata/header-v1.hex")
-	must(t, err)
-	if want := string(bytes.TrimSpace(golden)); got != want {
-		t.Fatalf("header encoding changed:\n got %s\nwant %s", got, want)
+	for _, v := range []uint8{1, 2} {
+		h := header{version: v, id: id, size: 131072, slots: []slot{{owner: Owner{0xaa, 0xbb}, expires: 1767225600}, {owner: Owner{0xcc}, expires: 0}}}
+		if v == 2 {
+			h.sum = 0xdeadbeef
+		}
+		got := hex.EncodeToString(h.encode(nil))
+		golden, err := os.ReadFile(fmt.Sprintf("testdata/header-v%d.hex", v))
+		must(t, err)
+		if want := string(bytes.TrimSpace(golden)); got != want {
+			t.Fatalf("version %d header encoding changed:\n got %s\nwant %s", v, got, want)
+		}
+		back, err := parseHeader(h.encode(nil), DefaultMaxFragmentSize)
+		must(t, err)
+		if back.version != v || back.id != h.id || back.size != h.size || back.sum != h.sum || fmt.Sprint(back.slots) != fmt.Sprint(h.slots) {
+			t.Fatalf("parseHeader = %+v", back)
+		}
 	}
-	back, err := parseHeader(h.encode(nil), DefaultMaxFragmentSize)
-	must(t, err)
-	if back.id != h.id || back.size != h.size || fmt.Sprint(back.slots) != fmt.Sprint(h.slots) {
-		t.Fatalf("parseHeader = %+v", back)
+}
+
+// TestVersion1Store opens a store written before the payload CRC (FORMAT 1, version 1
+// headers): its fragments are served, checked against their IDs, a damaged one is dropped,
+// a renewal keeps the file's version, a new owner rewrites it as version 2, and the
+// marker is upgraded so an older binary refuses the store instead of dropping new files.
+func TestVersion1Store(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "frag"), 0o700))
+	must(t, os.WriteFile(filepath.Join(dir, formatFile), []byte(formatLineV1), 0o600))
+	exp := time.Now().Add(time.Hour).Unix()
+	var ids []chunker.FragmentID
+	var datas [][]byte
+	for i := range 3 {
+		d, id := fragment(i, 5000)
+		h := header{version: 1, id: id, size: uint32(len(d)), slots: []slot{{owner: alice, expires: exp}}}
+		p := filepath.Join(dir, "frag", id.String()[:2], id.String())
+		must(t, os.MkdirAll(filepath.Dir(p), 0o700))
+		must(t, os.WriteFile(p, append(h.encode(nil), d...), 0o600))
+		ids, datas = append(ids, id), append(datas, d)
+	}
+	flipByte(t, filepath.Join(dir, "frag", ids[2].String()[:2], ids[2].String()), headerLenV(1, 1)+10)
+
+	s := openStore(t, dir, 1<<20)
+	if b, err := os.ReadFile(filepath.Join(dir, formatFile)); err != nil || string(b) != formatLine {
+		t.Fatalf("FORMAT = %q, %v", b, err)
+	}
+	if st := s.Stat(); st.Fragments != 3 || st.Used != 3*chargeOf(int64(headerLenV(1, 1))+5000) {
+		t.Fatalf("Stat = %+v", st)
+	}
+	for i := range 2 {
+		got, err := s.Get(ctx, ids[i])
+		if err != nil || !bytes.Equal(got, datas[i]) {
+			t.Fatalf("Get(%d) = %d bytes, %v", i, len(got), err)
+		}
+	}
+	if _, err := s.Get(ctx, ids[2]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Get(damaged version 1 file) = %v, want ErrCorrupt", err)
+	}
+	must(t, s.Put(ctx, ids[0], alice, time.Now().Add(2*time.Hour), datas[0])) // renewal in place
+	must(t, s.Put(ctx, ids[1], bob, time.Now().Add(2*time.Hour), datas[1]))   // a second owner
+	must(t, s.Close())
+
+	s = openStore(t, dir, 1<<20)
+	for i, want := range []uint8{1, 2} {
+		if e := s.lookup(ids[i]); e == nil || e.version != want || len(e.slots) != i+1 {
+			t.Fatalf("fragment %d after reopen: %+v, want version %d with %d slots", i, e, want, i+1)
+		}
+		if got, err := s.Get(ctx, ids[i]); err != nil || !bytes.Equal(got, datas[i]) {
+			t.Fatalf("Get(%d) after reopen = %d bytes, %v", i, len(got), err)
+		}
+	}
+}
+
+// TestUnknownFormat: a store marked by a newer layout is refused with a clear error.
+func TestUnknownFormat(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, formatFile), []byte("scatter fragment store 3\n"), 0o600))
+	if _, err := Open(dir, Config{Quota: 1 << 20, GCInterval: -1}); err == nil || !strings.Contains(err.Error(), "unknown store format") {
+		t.Fatalf("Open = %v, want an unknown store format error", err)
 	}
 }
 
@@ -441,6 +509,7 @@ func FuzzHeader(f *testing.F) {
 	f.Add((&header{id: id, size: 10, slots: []slot{{owner: alice, expires: 5}}}).encode(nil))
 	f.Add((&header{id: id, size: 1 << 20, slots: make([]slot, MaxOwners)}).encode(nil))
 	f.Add([]byte("SCFR\x01\x00\x00\x00"))
+	f.Add((&header{version: 1, id: id, size: 10, slots: []slot{{owner: alice, expires: 5}}}).encode(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := parseHeader(b, DefaultMaxFragmentSize)
 		if err != nil {

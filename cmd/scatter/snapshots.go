@@ -90,6 +90,7 @@ type snapshots struct {
 	mu        sync.Mutex   // serialises snapshot-and-publish runs; guards published, root
 	published []byte       // marshalled root pointer last published; nil before the first
 	root      snapshot.Ptr // the root pointer last published
+	deleg     *delegation  // the repair manifest and log (delegate.go); nil without a libp2p DHT
 
 	ctx     context.Context // ends when Close starts: runs outlive the requests that ask for them
 	cancel  context.CancelFunc
@@ -114,6 +115,7 @@ func startSnapshots(vol *volume.Volume, store snapshot.Store, keys *crypt.Keys, 
 		vol: vol, store: store, keys: keys, cfg: cfg.withDefaults(), log: log, out: out,
 		pub: root.NewPublisher(dht, keys, vol, 0, 0),
 	}
+	s.deleg = startDelegation(vol, keys, dht, log)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go func() {
@@ -303,6 +305,7 @@ func (s *snapshots) run(ctx context.Context, waitUploads, hold bool) error {
 		return fmt.Errorf("publish root record %d: %w", seq, err)
 	}
 	s.published, s.root = b, ptr
+	s.deleg.kick() // a new snapshot: merge the repair log, publish the repair manifest
 	s.log.Debug("root record published", "seq", seq, "root", ptr.Ref.ID.String())
 	// Garbage this snapshot no longer references may go once readers had time to move on.
 	if err := s.vol.SnapshotPublished(ptr, time.Now()); err != nil {
@@ -322,6 +325,7 @@ func (s *snapshots) Close() error {
 		s.reqMu.Unlock()
 		s.cancel()
 		s.wg.Wait()
+		s.deleg.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FinalWait)
 		defer cancel()
 		if err = s.run(ctx, false, false); err != nil {

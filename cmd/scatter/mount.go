@@ -43,6 +43,8 @@ type mountOptions struct {
 	flushTimeout time.Duration
 	writerLease  time.Duration
 	takeover     bool
+	readOnly     bool
+	followEvery  time.Duration
 	mountpoint   string
 }
 
@@ -74,7 +76,15 @@ drive's root record (renewed every third of -writer-lease, released at a clean
 unmount) and refuses to start while another device holds it, naming that device
 and when its lease ends. After a crash, the lease ends -writer-lease later.
 -force-takeover mounts anyway: dangerous, as both devices then publish their own
-tree and the last published wins, dropping the other's changes.`
+tree and the last published wins, dropping the other's changes.
+
+-read-only follows the drive instead: any number of other devices with the drive
+key may mount it read-only while one writes. A follower takes no lease and
+publishes nothing; it checks the drive's root record every -follow-interval
+and shows each snapshot the writer published (at most a -follow-interval plus
+the time to fetch the snapshot's metadata after the writer's scatter sync, or
+after its changes settle). Files open across a change read the new version; one
+the writer deleted stays readable until closed.`
 
 func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	o := mountOptions{staging: 256 << 20, cache: 1 << 30, donorQuota: 1 << 30}
@@ -102,6 +112,8 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.DurationVar(&o.flushTimeout, "flush-timeout", time.Minute, "at unmount, how long to wait for staged data to reach peers (0: do not wait)")
 	flags.DurationVar(&o.writerLease, "writer-lease", defaultWriterLease, "how long the writer lease lasts without renewal (renewed every third of it)")
 	flags.BoolVar(&o.takeover, "force-takeover", false, "mount for writing even while another device holds the writer lease (dangerous: the last to publish wins)")
+	flags.BoolVar(&o.readOnly, "read-only", false, "follow the drive read-only while another device writes it (needs -bootstrap)")
+	flags.DurationVar(&o.followEvery, "follow-interval", defaultFollowInterval, "with -read-only, how often to look for the writer's newest snapshot")
 	if err := applyLayers(flags, args); err != nil {
 		return err
 	}
@@ -134,6 +146,12 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := o.upkeepFlags.check(); err != nil {
 		return err
 	}
+	if o.readOnly && (len(o.bootstrap.vals) == 0 || o.takeover) {
+		return fmt.Errorf("%w: -read-only follows a drive through its donors: give -bootstrap (and no -force-takeover)", errUsage)
+	}
+	if o.followEvery < 100*time.Millisecond {
+		return fmt.Errorf("%w: -follow-interval must be at least 100ms", errUsage)
+	}
 	log, err := o.logFlags.setup()
 	if err != nil {
 		return err
@@ -161,6 +179,10 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 
 	_, keyErr := os.Stat(o.keyFile())
 	created := errors.Is(keyErr, os.ErrNotExist) // a new drive has nothing to recover
+	if created && o.readOnly {
+		return fmt.Errorf("no drive key in %s: a read-only mount follows an existing drive; "+
+			"import its key first (scatter key import)", o.keyFile())
+	}
 	keys, err := o.drive(stdout)
 	if err != nil {
 		return err
@@ -207,6 +229,10 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	store, err := pipeline.NewStore(net, keys, pipeline.Config{K: shape.K, M: shape.M, Lease: o.lease})
 	if err != nil {
 		return err
+	}
+	if o.readOnly {
+		return runFollow(ctx, &o, followDeps{keys: keys, node: node, store: store, m: m, shape: shape},
+			&closers, stdout, log)
 	}
 	guard := upkeep.NewGuard(0)
 	writer := node.ID().String()

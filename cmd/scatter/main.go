@@ -39,6 +39,7 @@ func init() {
 		{"status", "show a running mount's peers, space, pending uploads and health", runStatus},
 		{"sync", "wait until everything written to a running mount is on peers; publish its metadata", runSync},
 		{"check", "count a running mount's fragments on their holders; -repair rebuilds missing ones", runCheck},
+		{"share", "share a directory of a running mount read-only: print a capability for scatter mount -cap", runShare},
 		{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
 		{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
 		{"version", "print the version", runVersion},

@@ -91,6 +91,7 @@ type snapshots struct {
 	published []byte       // marshalled root pointer last published; nil before the first
 	root      snapshot.Ptr // the root pointer last published
 	deleg     *delegation  // the repair manifest and log (delegate.go); nil without a libp2p DHT
+	shares    *sharer      // read-only shares' records (share.go), published after the root's
 
 	ctx     context.Context // ends when Close starts: runs outlive the requests that ask for them
 	cancel  context.CancelFunc
@@ -116,6 +117,7 @@ func startSnapshots(vol *volume.Volume, store snapshot.Store, keys *crypt.Keys, 
 		pub: root.NewPublisher(dht, keys, vol, 0, 0),
 	}
 	s.deleg = startDelegation(vol, keys, dht, log)
+	s.shares = newSharer(vol, store, keys, dht, log)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go func() {
@@ -164,6 +166,7 @@ func (s *snapshots) renew(ctx context.Context) error {
 		return fmt.Errorf("root record %d: %w", seq, err)
 	}
 	s.log.Debug("writer lease renewed", "seq", seq)
+	s.shares.publish(ctx, s.root, seq) // refreshes records older than root.DefaultRepublish
 	return nil
 }
 
@@ -306,6 +309,7 @@ func (s *snapshots) run(ctx context.Context, waitUploads, hold bool) error {
 	}
 	s.published, s.root = b, ptr
 	s.deleg.kick() // a new snapshot: merge the repair log, publish the repair manifest
+	s.shares.publish(ctx, ptr, seq)
 	s.log.Debug("root record published", "seq", seq, "root", ptr.Ref.ID.String())
 	// Garbage this snapshot no longer references may go once readers had time to move on.
 	if err := s.vol.SnapshotPublished(ptr, time.Now()); err != nil {

@@ -45,6 +45,7 @@ type mountOptions struct {
 	takeover     bool
 	readOnly     bool
 	followEvery  time.Duration
+	capText      string // -cap: mount a read-only share instead (sharemount.go)
 	mountpoint   string
 }
 
@@ -114,6 +115,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.BoolVar(&o.takeover, "force-takeover", false, "mount for writing even while another device holds the writer lease (dangerous: the last to publish wins)")
 	flags.BoolVar(&o.readOnly, "read-only", false, "follow the drive read-only while another device writes it (needs -bootstrap)")
 	flags.DurationVar(&o.followEvery, "follow-interval", defaultFollowInterval, "with -read-only, how often to look for the writer's newest snapshot")
+	flags.StringVar(&o.capText, "cap", "", "mount, read-only and followed, the shared directory this `capability` (from scatter share) opens; no drive key needed")
 	if err := applyLayers(flags, args); err != nil {
 		return err
 	}
@@ -155,6 +157,9 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	log, err := o.logFlags.setup()
 	if err != nil {
 		return err
+	}
+	if o.capText != "" {
+		return runCapMount(ctx, &o, stdout, log)
 	}
 	if err := checkMountpoint(o.mountpoint); err != nil {
 		return err

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/scatterfs/scatter/crypt"
 )
 
 // The share verb: usage errors, and a clear message when no mount runs.
@@ -22,6 +24,23 @@ func TestShareVerb(t *testing.T) {
 		code, _, errs := scatter(t, args...)
 		if code != 1 || !strings.Contains(errs, "no scatter mount is running on data directory") {
 			t.Errorf("scatter %q with no mount: exit %d, %q", args, code, errs)
+		}
+	}
+}
+
+// mount -cap refuses a malformed capability, and one it cannot reach the swarm with,
+// before touching anything.
+func TestCapMountUsage(t *testing.T) {
+	dir := t.TempDir()
+	good := (&crypt.Secret{1}).Keys().Share(crypt.ShareID{1}).Cap.String()
+	for _, c := range []struct{ cap, want string }{
+		{"scatter-cap1:garbage", "invalid share capability"},
+		{good[:len(good)-3], "invalid share capability"},
+		{good, "-bootstrap"},
+	} {
+		code, _, errs := scatter(t, "mount", "-data", dir, "-cap", c.cap, dir)
+		if code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("mount -cap %.30q: exit %d, %q; want a usage error about %s", c.cap, code, errs, c.want)
 		}
 	}
 }

@@ -6,12 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/scatterfs/scatter/crypt"
+	"github.com/scatterfs/scatter/delegate"
 	"github.com/scatterfs/scatter/dht"
 	"github.com/scatterfs/scatter/dht/store"
+	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/upkeep"
 )
 
 type daemonOptions struct {
@@ -24,6 +31,7 @@ type daemonOptions struct {
 	readyFile string
 	metrics   string
 	logFlags
+	repair repairFlags
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated.
@@ -67,10 +75,17 @@ func runDaemon(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("daemon", "[flags]", `Donate disk space: run a donor node that stores other drives' fragments (only
 ciphertext: it cannot read them) up to -quota, and serves the DHT. It prints its
 address; mounts and other donors join through it with -bootstrap. Runs until
-SIGINT or SIGTERM. See docs/operations.md for a systemd unit.`,
+SIGINT or SIGTERM. See docs/operations.md for a systemd unit.
+
+With -repair FILE (from scatter repair-cap on the drive's owner) it also keeps
+that drive's fragments alive while the owner's devices are off: it reads the
+drive's repair manifest, checks every chunk, rebuilds missing fragments onto
+other donors at -repair-rate, renews every lease, and publishes what it moved
+for the owner's mount to merge. It never deletes and cannot read the drive.`,
 		"scatter daemon -quota 50G -listen /ip4/0.0.0.0/tcp/4001",
 		"scatter daemon -quota 20G -bandwidth 5M -bootstrap /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...",
-		"scatter daemon -dir /var/lib/scatter -ready-file /run/scatter/addrs -metrics 127.0.0.1:9464")
+		"scatter daemon -dir /var/lib/scatter -ready-file /run/scatter/addrs -metrics 127.0.0.1:9464",
+		"scatter daemon -quota 20G -repair ~/repair.cap -bootstrap /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...")
 	registerConfigDir(fs, &o.configDir)
 	o.logFlags.register(fs)
 	fs.StringVar(&o.dir, "dir", defaultDataDir("donor"), "data `directory`: identity key and fragment store")
@@ -80,7 +95,11 @@ SIGINT or SIGTERM. See docs/operations.md for a systemd unit.`,
 	fs.Var(&o.bootstrap, "bootstrap", "full multiaddr of a peer to join through (repeatable)")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the node's addresses to this `file` once it serves (for scripts and tests)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this `address` (e.g. 127.0.0.1:9464)")
+	o.repair.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.repair.check(); err != nil {
 		return err
 	}
 	log, err := o.logFlags.setup()
@@ -93,7 +112,15 @@ SIGINT or SIGTERM. See docs/operations.md for a systemd unit.`,
 	if o.bandwidth > 1<<31-1 {
 		return fmt.Errorf("%w: -bandwidth above 2G/s", errUsage)
 	}
-	n, err := dht.New(ctx, dht.Config{
+	var rcap *crypt.RepairCap
+	if o.repair.file != "" {
+		c, err := readRepairCap(o.repair.file)
+		if err != nil {
+			return err
+		}
+		rcap = &c
+	}
+	cfg := dht.Config{
 		DataDir:     o.dir,
 		ListenAddrs: o.listen.vals,
 		Bootstrap:   o.bootstrap.vals,
@@ -101,9 +128,23 @@ SIGINT or SIGTERM. See docs/operations.md for a systemd unit.`,
 		Store:       store.Config{Quota: int64(o.quota), Logger: log},
 		Server:      dht.ServerConfig{Bandwidth: int(o.bandwidth), Logger: log},
 		Logger:      log,
-	})
+	}
+	if rcap != nil {
+		cfg.Owner = rcap.Storage // the repairer's requests act for the drive's fragment owner
+	}
+	n, err := dht.New(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	stopRepair := func() {}
+	if rcap != nil {
+		if stopRepair, err = o.repair.start(n, *rcap, log); err != nil {
+			return errors.Join(err, n.Close())
+		}
+		// Deferred too for the early returns below; the loop stops before the node closes.
+		defer stopRepair()
+		fmt.Fprintf(stdout, "repairing the drive of repair capability %s (lease %v, check every %v)\n",
+			o.repair.file, o.repair.lease, o.repair.checkEvery)
 	}
 	if o.metrics != "" {
 		m := newMeters()
@@ -127,6 +168,7 @@ SIGINT or SIGTERM. See docs/operations.md for a systemd unit.`,
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping")
+	stopRepair()
 	return n.Close()
 }
 
@@ -149,3 +191,58 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 var _ flag.Value = (*listFlag)(nil)
+
+// repairFlags are the daemon's settings for delegated repair (package delegate).
+type repairFlags struct {
+	file       string
+	lease      time.Duration
+	renewEvery time.Duration
+	checkEvery time.Duration
+	rate       sizeFlag
+}
+
+// defaultRepairCheckEvery is how often a repairer checks the drive: more often than a
+// mount (upkeep.DefaultCheckEvery), since keeping the drive whole is all it does.
+const defaultRepairCheckEvery = 10 * time.Minute
+
+func (r *repairFlags) register(fs *flag.FlagSet) {
+	r.rate = upkeep.DefaultRepairRate
+	fs.StringVar(&r.file, "repair", "", "keep alive the drive of this repair capability `file` (scatter repair-cap; mode 0600)")
+	fs.DurationVar(&r.lease, "repair-lease", pipeline.DefaultLease, "lease the repairer asks for when it renews or rebuilds fragments")
+	fs.DurationVar(&r.renewEvery, "repair-renew-every", 0, "time between renewals of every fragment's lease (default a quarter of -repair-lease)")
+	fs.DurationVar(&r.checkEvery, "repair-check-every", defaultRepairCheckEvery, "time between checks with repair of every chunk")
+	fs.Var(&r.rate, "repair-rate", "most bytes per second of chunks the repairer rebuilds")
+}
+
+func (r *repairFlags) check() error {
+	if r.file == "" {
+		return nil
+	}
+	switch {
+	case r.lease < time.Second:
+		return fmt.Errorf("%w: -repair-lease must be at least 1s", errUsage)
+	case r.renewEvery < 0 || r.renewEvery >= r.lease:
+		return fmt.Errorf("%w: -repair-renew-every must be shorter than -repair-lease", errUsage)
+	case r.checkEvery <= 0:
+		return fmt.Errorf("%w: -repair-check-every must be positive", errUsage)
+	case r.rate <= 0:
+		return fmt.Errorf("%w: -repair-rate must be positive", errUsage)
+	}
+	return nil
+}
+
+// start runs the repairer on node n, whose Config.Owner is c.Storage: an upkeep loop
+// over the drive's repair manifest, with no garbage collection. stop ends it.
+func (r *repairFlags) start(n *dht.Node, c crypt.RepairCap, log *slog.Logger) (stop func(), err error) {
+	nw, err := dht.NewNetwork(n, dht.NetworkConfig{})
+	if err != nil {
+		return nil, err
+	}
+	rep := delegate.NewRepairer(n.DHT(), nw, c, delegate.RepairerConfig{Pages: pipeline.Config{Lease: r.lease}, Logger: log})
+	u := upkeep.New(nw, upkeep.Config{Lease: r.lease})
+	loop := upkeep.Start(u, rep.Drive(), upkeep.LoopConfig{
+		RenewEvery: r.renewEvery, CheckEvery: r.checkEvery, CollectEvery: -1, RepairRate: int64(r.rate), Logger: log,
+	})
+	var once sync.Once
+	return func() { once.Do(func() { _ = loop.Close() }) }, nil
+}

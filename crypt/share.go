@@ -122,7 +122,7 @@ const (
 	// MaxCapHints bounds the hints of a capability.
 	MaxCapHints = 8
 	// maxCapHint bounds one hint (a multiaddr with a peer ID fits with room to spare).
-	maxCapHint = 200
+	maxCapHint  = 200
 	capMinBytes = 1 + ed25519.PublicKeySize + KeySize + 1 + capChecksum
 	capMaxBytes = capMinBytes + MaxCapHints*(1+maxCapHint)
 )

@@ -197,7 +197,9 @@ func (f *follower) Check(ctx context.Context) (bool, error) {
 		case <-idle:
 		case <-f.ctx.Done():
 		}
-		f.drop(old, oldDir)
+		if err := f.drop(old, oldDir); err != nil {
+			f.log.Warn("follow: drop an old snapshot", "dir", oldDir, "err", err)
+		}
 	}()
 	return true, nil
 }
@@ -218,14 +220,9 @@ func (f *follower) restore(ctx context.Context, p snapshot.Ptr) (*volume.Volume,
 	return v, dir, nil
 }
 
-// drop closes a volume swapped out and removes its directory.
-func (f *follower) drop(v *volume.Volume, dir string) {
-	if err := v.Close(); err != nil {
-		f.log.Warn("follow: close an old snapshot", "dir", dir, "err", err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		f.log.Warn("follow: remove an old snapshot", "dir", dir, "err", err)
-	}
+// drop closes a snapshot's volume and removes its directory.
+func (f *follower) drop(v *volume.Volume, dir string) error {
+	return errors.Join(v.Close(), os.RemoveAll(dir))
 }
 
 // Status returns the root shown, when the source last answered and how many swaps
@@ -239,15 +236,16 @@ func (f *follower) Status() (shown snapshot.Ptr, checked time.Time, swaps int) {
 // Close stops polling, closes every volume (call it after the unmount: nothing may use
 // them any more) and removes the restore directories.
 func (f *follower) Close() error {
+	var err error
 	f.once.Do(func() {
 		f.cancel()
 		f.loop.Wait()
 		f.retired.Wait()
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.drop(f.live.Volume(), f.curDir)
+		err = f.drop(f.live.Volume(), f.curDir)
 	})
-	return nil
+	return err
 }
 
 // rootSource is the followSource of a whole drive: the root of its newest root record

@@ -67,10 +67,10 @@ func isGone(p string) func() error {
 
 // newFollower prepares a read-only mount of writer's drive on a second device: its own
 // config and data dirs, the drive key imported, the same donors.
-func newFollower(t *testing.T, writer *drive, sw *swarmProc, interval string) *drive {
+func newFollower(t *testing.T, writer *drive, sw *swarmProc, interval string, flags ...string) *drive {
 	t.Helper()
 	key := writer.keyCmd(nil, "export")
-	f := newDrive(t, append(sw.bootstrapFlags(), "-read-only", "-follow-interval", interval)...)
+	f := newDrive(t, append(append(sw.bootstrapFlags(), "-read-only", "-follow-interval", interval), flags...)...)
 	f.keyCmd(key, "import")
 	return f
 }
@@ -202,9 +202,18 @@ func TestFollowFigures(t *testing.T) {
 	if interval == "" {
 		interval = "5s"
 	}
-	f := newFollower(t, w, sw, interval)
+	every, err := time.ParseDuration(interval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFollower(t, w, sw, interval, "-log-level", "info")
 	f.start()
-	for round := range 3 {
+	const rounds = 5
+	for round := range rounds {
+		// Rounds take about as long as one another: a pause of a different fifth of the
+		// interval each time lands the syncs at different points of the follower's polls,
+		// so the figures sample the whole range instead of one phase.
+		time.Sleep(time.Duration(round) * every / rounds)
 		dir := "batch" + strconv.Itoa(round)
 		must(os.Mkdir(w.path(dir), 0o755))
 		for i := range 1000 {
@@ -224,8 +233,15 @@ func TestFollowFigures(t *testing.T) {
 			}
 			return hasContent(f.path(filepath.Join(dir, "999")), []byte("file 999 of "+dir+"\n"))()
 		})
-		t.Logf("round %d: 1000 new files: scatter sync %v, then shown in the follower %v later (-follow-interval %s)",
-			round, syncTook.Round(time.Millisecond), time.Since(synced).Round(time.Millisecond), interval)
+		shown := time.Since(synced)
+		// The follower logs each swap with the time its restore took.
+		b, _ := os.ReadFile(f.logPath)
+		swap := ""
+		if i := bytes.LastIndex(b, []byte("follow: showing a new snapshot")); i >= 0 {
+			swap = string(bytes.SplitN(b[i:], []byte("\n"), 2)[0])
+		}
+		t.Logf("round %d: 1000 new files: scatter sync %v, then shown in the follower %v later (-follow-interval %s); last swap: %s",
+			round, syncTook.Round(time.Millisecond), shown.Round(time.Millisecond), interval, swap)
 	}
 	f.stop()
 	w.stop()

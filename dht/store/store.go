@@ -628,6 +628,12 @@ func (e *entry) check(id chunker.FragmentID, b []byte) error {
 // ID for a version 1 file). A fragment whose file fails verification is dropped and
 // ErrCorrupt returned; one with no live lease is ErrNotFound.
 func (s *Store) Get(ctx context.Context, id chunker.FragmentID) ([]byte, error) {
+	return s.GetInto(ctx, id, nil)
+}
+
+// GetInto is Get reading into buf when its capacity is enough (a new buffer otherwise),
+// so a server can reuse its buffers. It returns the fragment's bytes, buf[:size] or new.
+func (s *Store) GetInto(ctx context.Context, id chunker.FragmentID, buf []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -642,7 +648,11 @@ func (s *Store) Get(ctx context.Context, id chunker.FragmentID) ([]byte, error) 
 		l.RUnlock()
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	buf := make([]byte, e.size)
+	if cap(buf) >= int(e.size) {
+		buf = buf[:e.size]
+	} else {
+		buf = make([]byte, e.size)
+	}
 	err := s.readPayload(id, e, buf)
 	l.RUnlock()
 	if err == nil {

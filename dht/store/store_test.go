@@ -521,3 +521,21 @@ func FuzzHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestGetInto: GetInto reads into the buffer given when it is large enough, into a new
+// one otherwise, and returns the fragment's bytes either way.
+func TestGetInto(t *testing.T) {
+	s := openStore(t, t.TempDir(), 1<<20)
+	d, id := fragment(7, 5000)
+	must(t, s.Put(ctx, id, alice, time.Now().Add(time.Hour), d))
+	big := make([]byte, 1, 8192)
+	got, err := s.GetInto(ctx, id, big)
+	if err != nil || !bytes.Equal(got, d) || &got[0] != &big[:1][0] {
+		t.Fatalf("GetInto(8 KiB buffer) = %d bytes, %v, own buffer %v", len(got), err, err == nil && &got[0] == &big[:1][0])
+	}
+	small := make([]byte, 100)
+	got, err = s.GetInto(ctx, id, small)
+	if err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("GetInto(100 B buffer) = %d bytes, %v", len(got), err)
+	}
+}

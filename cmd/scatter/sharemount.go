@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,18 +28,41 @@ import (
 
 // shareSource is the followSource of a capability: the shared directory's tree in the
 // newest share record. It remembers the record it returned last, for the restore, and
-// refuses records older than one seen (replays). The follower calls it and the restore
-// one at a time.
+// refuses records older than one seen (replays), also across restarts: the highest
+// sequence is kept in seqFile. The follower calls it and the restore one at a time.
 type shareSource struct {
-	dht  routing.ValueStore
-	cap  crypt.Cap
-	last root.ShareRecord
+	dht     routing.ValueStore
+	cap     crypt.Cap
+	seqFile string
+	seen    uint64 // highest sequence seen, also by an earlier run
+	last    root.ShareRecord
+}
+
+func newShareSource(dht routing.ValueStore, c crypt.Cap, seqFile string) (*shareSource, error) {
+	s := &shareSource{dht: dht, cap: c, seqFile: seqFile}
+	b, err := os.ReadFile(seqFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.seen, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err != nil {
+		return nil, fmt.Errorf("%s: %w", seqFile, err)
+	}
+	return s, nil
 }
 
 func (s *shareSource) next(ctx context.Context) (snapshot.Ptr, error) {
-	rec, err := root.GetShare(ctx, s.dht, s.cap, s.last.Seq)
+	rec, err := root.GetShare(ctx, s.dht, s.cap, s.seen)
 	if err != nil {
 		return snapshot.Ptr{}, err
+	}
+	if rec.Seq > s.seen {
+		if err := writeFileAtomic(s.seqFile, []byte(strconv.FormatUint(rec.Seq, 10)+"\n")); err != nil {
+			return snapshot.Ptr{}, err
+		}
+		s.seen = rec.Seq
 	}
 	s.last = rec
 	return rec.Dir, nil
@@ -110,7 +134,10 @@ func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *sl
 	if err != nil {
 		return err
 	}
-	src := &shareSource{dht: node.DHT(), cap: c}
+	src, err := newShareSource(node.DHT(), c, filepath.Join(o.dataDir, "share-seq"))
+	if err != nil {
+		return err
+	}
 	var store *pipeline.Store // made at the first restore: the record's pointer says the drive's k+m
 	volCfg := func(dir string) volume.Config {
 		return volume.Config{Dir: dir, StagingMax: 4 << 20, Logger: log, RootUID: uint32(os.Getuid()), RootGID: uint32(os.Getgid())}

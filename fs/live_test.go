@@ -291,3 +291,80 @@ func TestReadOnlyNodes(t *testing.T) {
 		t.Errorf("setxattr: %v", e)
 	}
 }
+
+// TestLiveSwapUnderReads swaps volumes while readers read, list and stat through the
+// mount: no request fails, every byte read is one a version of the file held, and every
+// volume swapped out becomes idle (the test closes each one once it is).
+func TestLiveSwapUnderReads(t *testing.T) {
+	f := newFollow(t)
+	const size = 256 << 10
+	version := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, size) }
+	f.write("f", version(0))
+	f.mount(f.restore())
+	p := filepath.Join(f.mnt, "f")
+
+	stop := make(chan struct{})
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				var err error
+				switch r {
+				case 0:
+					var b []byte
+					if b, err = os.ReadFile(p); err == nil {
+						for _, c := range b {
+							if c < 'a' || c > 'a'+20 {
+								err = fmt.Errorf("byte %q is no version's", c)
+								break
+							}
+						}
+					}
+				case 1:
+					_, err = os.ReadDir(f.mnt)
+				case 2:
+					_, err = os.Stat(p)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	type retired struct {
+		v    *volume.Volume
+		idle <-chan struct{}
+	}
+	var old []retired
+	for i := 1; i <= 20; i++ {
+		f.write("f", version(i))
+		prev, idle := f.live.Swap(ctx, f.restore())
+		old = append(old, retired{prev, idle})
+	}
+	close(stop)
+	wg.Wait()
+	for _, o := range old {
+		<-o.idle // the readers' last RELEASEs, which the kernel sends after close(2)
+		if err := o.v.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, version(20)) {
+		t.Errorf("after the swaps: %d bytes, %v", len(got), err)
+	}
+}

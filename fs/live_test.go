@@ -157,11 +157,18 @@ func TestLiveSwap(t *testing.T) {
 	f.write("a", a)
 	f.write("b", b)
 	f.write("c", c)
-	if _, err := f.w.Mkdir(ctx, volume.RootIno, "dir", 0o755, 0, 0); err != nil {
+	d, err := f.w.Mkdir(ctx, volume.RootIno, "dir", 0o755, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.w.Mkdir(ctx, d.Ino, "inner", 0o755, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	f.mount(f.restore())
 	p := func(n string) string { return filepath.Join(f.mnt, n) }
+	if _, err := os.Stat(p("dir/inner")); err != nil {
+		t.Fatal(err)
+	}
 	for n, want := range map[string][]byte{"a": a, "b": b, "c": c} {
 		if got, err := os.ReadFile(p(n)); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("read %s: %d bytes, %v", n, len(got), err)
@@ -186,7 +193,22 @@ func TestLiveSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.write("new", []byte("new file"))
+	if err := f.w.Rename(ctx, volume.RootIno, "dir", volume.RootIno, "dir2", 0); err != nil {
+		t.Fatal(err)
+	}
 	prev, idle := f.live.Swap(ctx, f.restore())
+	if _, err := os.Stat(p("dir")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat of renamed dir: %v, want ENOENT", err)
+	}
+	if _, err := os.Stat(p("dir2/inner")); err != nil {
+		t.Errorf("the renamed directory's child: %v", err)
+	}
+	if ents, err := os.ReadDir(p("dir2/inner/..")); err != nil || len(ents) != 1 || ents[0].Name() != "inner" {
+		t.Errorf("listing dir2/inner/..: %v, %v", ents, err)
+	}
+	if kids := f.live.root.Children(); kids["dir"] != nil {
+		t.Errorf("the filesystem's tree still has the renamed directory under its old name")
+	}
 
 	if got, err := os.ReadFile(p("a")); err != nil || !bytes.Equal(got, a2) {
 		t.Errorf("a after the swap: %d bytes, %v; want the writer's %d", len(got), err, len(a2))

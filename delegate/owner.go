@@ -129,7 +129,7 @@ func (o *Owner) Publish(ctx context.Context, refs []pipeline.Ref) (bool, error) 
 	if body == nil || sum != o.sum || now.Sub(o.putAt) > o.cfg.Pages.Lease/2 {
 		body = &recordBody{count: uint32(len(refs))}
 		if len(refs) > 0 {
-			index, _, err := o.pages.write(ctx, encodePages(kindManifest, refs))
+			index, _, err := o.pages.write(ctx, 0, 0, encodePages(kindManifest, refs))
 			if err != nil {
 				return false, err
 			}

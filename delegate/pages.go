@@ -48,10 +48,10 @@ func (p *pages) storeFor(k, m uint8) (*pipeline.Store, error) {
 	return s, nil
 }
 
-// write puts each encoded page, then the index listing them, and returns the index Ref
-// and the pages' Refs.
-func (p *pages) write(ctx context.Context, encoded [][]byte) (pipeline.Ref, []pipeline.Ref, error) {
-	s, err := p.storeFor(0, 0)
+// write puts each encoded page, then the index listing them, coded k+m (k 0: the
+// configured shape), and returns the index Ref and the pages' Refs.
+func (p *pages) write(ctx context.Context, k, m uint8, encoded [][]byte) (pipeline.Ref, []pipeline.Ref, error) {
+	s, err := p.storeFor(k, m)
 	if err != nil {
 		return pipeline.Ref{}, nil, err
 	}

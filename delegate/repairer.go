@@ -23,7 +23,8 @@ import (
 
 // RepairerConfig configures a Repairer. The zero value gives the defaults.
 type RepairerConfig struct {
-	// Pages sets the erasure code and lease of the log's pages (0: the defaults).
+	// Pages sets the erasure code and lease of the log's pages (K 0: the manifest's
+	// pages' code; Lease 0: pipeline.DefaultLease).
 	Pages pipeline.Config
 	// Validity is how long a log record is valid; 0 means DefaultValidity.
 	Validity time.Duration
@@ -248,7 +249,13 @@ func (r *Repairer) publishLog(ctx context.Context) error {
 			}
 			encoded = append(encoded, b)
 		}
-		index, pageRefs, err := r.pages.write(ctx, encoded)
+		// Unless configured, the log's pages take the manifest's shape: the owner chose
+		// it for the swarm it knows.
+		var k, m uint8
+		if r.cfg.Pages.K == 0 && len(r.meta) > 0 {
+			k, m = r.meta[0].K, r.meta[0].M
+		}
+		index, pageRefs, err := r.pages.write(ctx, k, m, encoded)
 		if err != nil {
 			return err
 		}

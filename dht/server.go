@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -276,27 +277,37 @@ func (s *Server) serve(ctx context.Context, st network.Stream, start, deadline t
 
 // payloads recycles the servers' fragment payload buffers: every PUT and GET used to
 // allocate (and zero) a fresh one, and with the collector that was ~9% of a read's CPU.
-// Capacities are rounded up to a power of two so fragments of nearby sizes share buffers.
-var payloads sync.Pool // of *[]byte
+// One pool per power-of-two capacity, from 64 KiB up, so a buffer too small for a
+// request never stands in the way of one that fits (with one pool, a small buffer at its
+// head made nearly every larger request allocate).
+var payloads [maxPayloadClass + 1]sync.Pool // of *[]byte; class c holds capacity 64 KiB << c
 
-// payload returns a buffer of length n from the pool; give it back with putPayload.
+const (
+	minPayloadShift = 16                   // class 0: 64 KiB
+	maxPayloadClass = 31 - minPayloadShift // 2 GiB, beyond any MaxFragmentSize (< 2^31)
+)
+
+// payloadClass returns the class of the smallest pooled capacity that holds n bytes.
+func payloadClass(n int) int {
+	if n <= 1<<minPayloadShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minPayloadShift
+}
+
+// payload returns a buffer of length n from the pools; give it back with putPayload.
 func payload(n int) *[]byte {
-	if p, ok := payloads.Get().(*[]byte); ok {
-		if cap(*p) >= n {
-			*p = (*p)[:n]
-			return p
-		}
-		payloads.Put(p) // too small for this one; keep it for a smaller fragment
+	c := payloadClass(n)
+	if p, ok := payloads[c].Get().(*[]byte); ok {
+		*p = (*p)[:n]
+		return p
 	}
-	c := 64 << 10
-	for c < n {
-		c *= 2
-	}
-	b := make([]byte, n, c)
+	b := make([]byte, n, 1<<(minPayloadShift+c))
 	return &b
 }
 
-func putPayload(p *[]byte) { payloads.Put(p) }
+// putPayload returns a buffer from payload to its pool.
+func putPayload(p *[]byte) { payloads[payloadClass(cap(*p))].Put(p) }
 
 func (s *Server) put(ctx context.Context, st network.Stream, req *request, n int) error {
 	buf := payload(n)

@@ -672,3 +672,21 @@ func BenchmarkFragmentGet(b *testing.B) {
 		}
 	})
 }
+
+// TestPayloadClasses: a payload buffer has the length asked for and the smallest
+// power-of-two capacity (64 KiB at least) that holds it, and goes back to that class.
+func TestPayloadClasses(t *testing.T) {
+	for _, c := range []struct{ n, cap int }{
+		{1, 64 << 10}, {64 << 10, 64 << 10}, {64<<10 + 1, 128 << 10},
+		{300 << 10, 512 << 10}, {512 << 10, 512 << 10}, {DefaultMaxFragmentSize, DefaultMaxFragmentSize},
+	} {
+		p := payload(c.n)
+		if len(*p) != c.n || cap(*p) != c.cap {
+			t.Fatalf("payload(%d): len %d cap %d, want cap %d", c.n, len(*p), cap(*p), c.cap)
+		}
+		if got := payloadClass(cap(*p)); got != payloadClass(c.n) {
+			t.Fatalf("payload(%d) would go back to class %d, taken from %d", c.n, got, payloadClass(c.n))
+		}
+		putPayload(p)
+	}
+}

@@ -126,7 +126,9 @@ func (s *Store) GetSealed(ctx context.Context, ref Ref) ([]byte, error) {
 		return nil, fmt.Errorf("pipeline: get chunk %s: %w", ref.ID, err)
 	}
 	// swarm.Fetch checked each fragment against its ID as it arrived: no second hash.
-	sealed, _, err := s.codec.decodeVerified(make([]byte, 0, ref.SealedLen), &ref, frags)
+	// Decode sizes the buffer itself (k whole shards): one of SealedLen was too small
+	// for that and was allocated twice over.
+	sealed, _, err := s.codec.decodeVerified(nil, &ref, frags)
 	return sealed, err
 }
 

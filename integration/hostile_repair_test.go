@@ -24,7 +24,8 @@ import (
 // TCP (one serves corrupted fragments, one answers OK to every PUT and stores nothing, one
 // never answers a GET), data placed with one hostile holder per chunk reads back correct;
 // Check finds the dropped fragments missing and a verifying Check finds the corrupt and
-// stalled ones bad; Repair rebuilds them on other peers, and afterwards every chunk has
+// stalled ones bad (the staller after one audit timeout); all three are the check's
+// suspects, and Repair rebuilds them on other peers, and afterwards every chunk has
 // all n fragments verified on honest peers and still reads back.
 //
 // That a DELETE or RENEW signed by another key is rejected is shown elsewhere and not
@@ -128,15 +129,15 @@ func TestHostileRepair(t *testing.T) {
 		t.Fatalf("check: missing %v, want the dropper's %v; failures %v", got, want, cst.Failures)
 	}
 	// The dropper answered HAS but lacks what it accepted: it is no place for rebuilt
-	// fragments. upkeep's suspects are only peers that fail or lie, so the caller adds it.
-	lost := lostHolders(hs, cst)
-	if !slices.Equal(lost, []swarm.PeerID{drop.d.peer()}) {
-		t.Fatalf("holders lacking fragments they accepted: %v, want only the dropper", lost)
+	// fragments, and the check says so.
+	if d := []swarm.PeerID{drop.d.peer()}; !slices.Equal(cst.Deniers, d) || !slices.Equal(cst.Suspects(), d) {
+		t.Fatalf("check: deniers %v, suspects %v; want only the dropper", cst.Deniers, cst.Suspects())
 	}
 
 	// A verifying check fetches and hashes every fragment: the corrupt and stalled ones
 	// are bad too.
 	start := time.Now()
+	stlGets := stl.gets.Load()
 	hs, cst, err = u.Check(ctx, refs, upkeep.CheckOptions{Verify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -146,15 +147,17 @@ func TestHostileRepair(t *testing.T) {
 	if got := missing(hs); !slices.Equal(got, want) {
 		t.Fatalf("verified check: missing %v, want the hostile donors' %v", got, want)
 	}
-	if liars := []swarm.PeerID{corr.peer(), stl.peer()}; !sameSet(cst.Liars, liars) || cst.Unreadable != 0 {
-		t.Fatalf("verified check: liars %v, want %v; %+v", cst.Liars, liars, cst)
+	// The staller costs one audit timeout: its other fragments are not asked for again.
+	if !slices.Equal(cst.Liars, []swarm.PeerID{corr.peer()}) || len(cst.Failures) != 1 || cst.Failures[0].Peer != stl.peer() ||
+		stl.gets.Load() != stlGets+1 || !sameSet(cst.Suspects(), bad) || cst.Unreadable != 0 {
+		t.Fatalf("verified check: liars %v, failures %v, suspects %v (want the corrupt, stalling and dropping donors), "+
+			"%d audit GETs to the staller; %+v", cst.Liars, cst.Failures, cst.Suspects(), stl.gets.Load()-stlGets, cst)
 	}
-	t.Logf("verified check: %d of %d fragments good, %d corrupt or unserved, liars found (%v)",
-		cst.Found, cst.Fragments, cst.Corrupt, time.Since(start).Round(time.Millisecond))
+	t.Logf("verified check: %d of %d fragments good, %d corrupt, %d not audited after the staller's timeout (%v)",
+		cst.Found, cst.Fragments, cst.Corrupt, cst.Unaudited, time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	avoid := append(cst.Suspects(), lost...)
-	updated, rpst, err := u.RepairAll(ctx, hs, upkeep.RepairOptions{Avoid: avoid})
+	updated, rpst, err := u.RepairAll(ctx, hs, upkeep.RepairOptions{Avoid: cst.Suspects()})
 	if err != nil || rpst.Failed != 0 || rpst.Partial != 0 || rpst.Rebuilt != len(want) {
 		t.Fatalf("repair: %+v, %v; want %d fragments rebuilt", rpst, err, len(want))
 	}
@@ -184,23 +187,6 @@ func TestHostileRepair(t *testing.T) {
 	}
 	t.Logf("every chunk has %d verified fragments on honest peers; whole test %v",
 		len(repaired[0].Fragments), time.Since(begin).Round(time.Millisecond))
-}
-
-// lostHolders returns the holders that answered a check yet lack fragments recorded on
-// them: they accepted a PUT and dropped it (or let a lease lapse that the owner renews).
-func lostHolders(hs []upkeep.Health, cst upkeep.CheckStats) []swarm.PeerID {
-	var out []swarm.PeerID
-	for _, h := range hs {
-		for _, j := range h.Missing {
-			p := h.Ref.Fragments[j].Peer
-			failed := slices.ContainsFunc(cst.Failures, func(e upkeep.PeerError) bool { return e.Peer == p })
-			if p != "" && !failed && !slices.Contains(cst.Liars, p) && !slices.Contains(out, p) {
-				out = append(out, p)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // sameSet reports whether a and b hold the same peers, in any order.

@@ -190,9 +190,11 @@ func (l *Loop) check(ctx context.Context) error {
 	}
 	c := rep.Check
 	args := []any{"chunks", c.Chunks, "complete", c.Complete, "degraded", c.Degraded,
-		"unreadable", c.Unreadable, "unanswered_peers", len(c.Failures)}
+		"unreadable", c.Unreadable, "unanswered_peers", len(c.Failures), "denied_fragments", c.Denied,
+		"suspects", len(c.Suspects())}
 	if r := rep.Repair; r != nil {
-		args = append(args, "repaired", r.Repaired, "partial", r.Partial, "failed", r.Failed, "fragments_rebuilt", r.Rebuilt)
+		args = append(args, "repaired", r.Repaired, "partial", r.Partial, "failed", r.Failed, "fragments_rebuilt", r.Rebuilt,
+			"found_failing", len(r.Suspects))
 	}
 	l.log.Info("upkeep: checked", args...)
 	return nil

@@ -173,21 +173,31 @@ type CheckStats struct {
 	Unreadable int // fewer than k found
 	Fragments  int // fragments the Refs record
 	Found      int // of those, confirmed
-	Corrupt    int // audited fragments whose bytes did not match (Verify only)
-	// Failures lists the holders that did not answer; Liars those that served bad bytes
-	// or none for a fragment they said they hold (Verify only).
+	Denied     int // fragments their recorded holder said it does not hold
+	Corrupt    int // audited fragments whose bytes did not match, or that were refused (Verify only)
+	Unaudited  int // confirmed fragments not audited: their holder stopped answering GETs (Verify only)
+	// Failures lists the holders that did not answer, the HAS or (Verify) an audit GET:
+	// after a holder's first unanswered audit its other fragments count as missing for
+	// this check, without waiting for each in turn.
 	Failures []PeerError
-	Liars    []swarm.PeerID
+	// Deniers lists the holders that said they lack fragments recorded on them: they
+	// acknowledged the PUTs (or a repair's) and lost or dropped the fragments since.
+	Deniers []swarm.PeerID
+	// Liars lists the holders that served bad bytes, or none, for a fragment they said
+	// they hold (Verify only).
+	Liars []swarm.PeerID
 }
 
-// Suspects returns the peers that failed this check: repairs should not place fragments
-// on them.
+// Suspects returns the peers that failed this check, each once, sorted: those that did
+// not answer, lost fragments or lied about them. Repairs should not place fragments on
+// them.
 func (s *CheckStats) Suspects() []swarm.PeerID {
-	out := slices.Clone(s.Liars)
+	out := slices.Concat(s.Liars, s.Deniers)
 	for _, f := range s.Failures {
 		out = append(out, f.Peer)
 	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // CheckOptions tunes Check.
@@ -205,8 +215,10 @@ type location struct{ chunk, frag int }
 
 // Check counts the fragments of refs on their recorded holders, with one HAS request per
 // holder (per MaxBatch fragments) whatever the number of chunks, and returns one Health per
-// ref, in order. A holder that fails to answer counts as lacking all its fragments and is
-// listed in the stats' failures. The error is ctx's, or ErrBadRef for a malformed Ref.
+// ref, in order. Holders are asked Concurrency at a time, each with its audits (Verify) one
+// after the other. A holder that fails to answer counts as lacking all its fragments and is
+// listed in the stats' failures; so does one that stops answering audit GETs, from that
+// GET on. The error is ctx's, or ErrBadRef for a malformed Ref.
 func (u *Upkeep) Check(ctx context.Context, refs []pipeline.Ref, opt CheckOptions) ([]Health, CheckStats, error) {
 	st := CheckStats{Chunks: len(refs)}
 	byPeer := map[swarm.PeerID][]location{}
@@ -245,22 +257,44 @@ func (u *Upkeep) Check(ctx context.Context, refs []pipeline.Ref, opt CheckOption
 				mu.Unlock()
 				return nil
 			}
-			corrupt := 0
+			var denied, corrupt, unaudited int
+			var silent error // the audit GET this holder did not answer
 			for i, l := range locs {
-				if !has[i] {
+				switch {
+				case !has[i]:
+					denied++
 					continue
-				}
-				if opt.Verify && !u.audit(gctx, p, ids[i]) {
-					corrupt++
+				case !opt.Verify:
+				case silent != nil:
+					unaudited++ // one timeout per holder and check, not one per fragment
 					continue
+				default:
+					good, err := u.audit(gctx, p, ids[i])
+					if err != nil {
+						silent = err
+						unaudited++
+						continue
+					}
+					if !good {
+						corrupt++
+						continue
+					}
 				}
 				found[l.chunk][l.frag] = true
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			st.Denied += denied
+			st.Corrupt += corrupt
+			st.Unaudited += unaudited
+			if denied > 0 {
+				st.Deniers = append(st.Deniers, p)
+			}
 			if corrupt > 0 {
-				mu.Lock()
-				st.Corrupt += corrupt
 				st.Liars = append(st.Liars, p)
-				mu.Unlock()
+			}
+			if silent != nil {
+				st.Failures = append(st.Failures, PeerError{p, fmt.Errorf("audit: %w", silent)})
 			}
 			return nil
 		})
@@ -292,6 +326,7 @@ func (u *Upkeep) Check(ctx context.Context, refs []pipeline.Ref, opt CheckOption
 	}
 	slices.SortFunc(st.Failures, func(a, b PeerError) int { return cmp.Compare(a.Peer, b.Peer) })
 	slices.Sort(st.Liars)
+	slices.Sort(st.Deniers)
 	return out, st, nil
 }
 
@@ -313,19 +348,27 @@ func (u *Upkeep) has(ctx context.Context, p swarm.PeerID, ids []chunker.Fragment
 	return out, nil
 }
 
-// audit fetches fragment id from p and reports whether the bytes hash to id.
-func (u *Upkeep) audit(ctx context.Context, p swarm.PeerID, id chunker.FragmentID) bool {
+// audit fetches fragment id from p and reports whether the bytes hash to id. A holder
+// that answers without the bytes (not found, refused, corrupt) fails the audit; one that
+// does not answer (timeout, unreachable, busy) returns the error.
+func (u *Upkeep) audit(ctx context.Context, p swarm.PeerID, id chunker.FragmentID) (bool, error) {
 	rctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
 	b, err := u.net.Get(rctx, p, id)
-	return err == nil && chunker.FragmentIDOf(b) == id
+	switch {
+	case err == nil:
+		return chunker.FragmentIDOf(b) == id, nil
+	case errors.Is(err, swarm.ErrNotFound), errors.Is(err, swarm.ErrDenied), errors.Is(err, swarm.ErrCorrupt):
+		return false, nil
+	}
+	return false, err
 }
 
 // Repair rebuilds the fragments h lists as missing and places them on new peers, distinct
 // from each other, from every current holder of the chunk and from the peers in avoid
 // (those a check found failing, CheckStats.Suspects), leased for Config.Lease.
-// It fetches k good fragments from the other holders (any holder that returns bad bytes
-// meanwhile is replaced too), regenerates the missing ones byte for byte (no decryption)
+// It fetches k good fragments from the other holders, the avoided ones last (any holder
+// that returns bad bytes or none meanwhile is replaced too), regenerates the missing ones byte for byte (no decryption)
 // and returns the chunk's new Ref: h.Ref with the rebuilt fragments' new holders, in a new
 // Fragments slice. If only some could be placed, the Ref records those and the error wraps
 // swarm.ErrDegraded; if fewer than k fragments could be fetched the error wraps
@@ -334,6 +377,43 @@ func (u *Upkeep) audit(ctx context.Context, p swarm.PeerID, id chunker.FragmentI
 // The fragments it replaces stay on their old holders until their leases end: no one
 // renews them any more.
 func (u *Upkeep) Repair(ctx context.Context, h Health, avoid []swarm.PeerID) (pipeline.Ref, error) {
+	return u.repair(ctx, h, newSuspects(avoid))
+}
+
+// suspects is the set of peers a pass found failing: its check's, and those its repairs
+// find serving bad bytes, none, or not answering. Every repair of the pass avoids them,
+// also those a concurrent repair found. It is safe for concurrent use.
+type suspects struct {
+	mu    sync.Mutex
+	set   map[swarm.PeerID]bool // guarded by mu
+	found []swarm.PeerID        // guarded by mu: added by repairs, in order
+}
+
+func newSuspects(ps []swarm.PeerID) *suspects {
+	s := &suspects{set: map[swarm.PeerID]bool{}}
+	for _, p := range ps {
+		s.set[p] = true
+	}
+	return s
+}
+
+func (s *suspects) add(p swarm.PeerID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.set[p] {
+		s.set[p] = true
+		s.found = append(s.found, p)
+	}
+}
+
+// list returns the suspects, sorted.
+func (s *suspects) list() []swarm.PeerID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.set))
+}
+
+func (u *Upkeep) repair(ctx context.Context, h Health, sus *suspects) (pipeline.Ref, error) {
 	ref := h.Ref
 	coder, err := u.coder(&ref)
 	if err != nil {
@@ -356,8 +436,10 @@ func (u *Upkeep) Repair(ctx context.Context, h Health, avoid []swarm.PeerID) (pi
 	if len(holders) == n {
 		return ref, nil
 	}
-	rec := &recorder{Network: u.net}
-	frags, err := swarm.Fetch(ctx, rec, holders, k, u.cfg.Fetch)
+	rec := &recorder{Network: u.net, sus: sus}
+	fopt := u.cfg.Fetch
+	fopt.Avoid = slices.Concat(fopt.Avoid, sus.list())
+	frags, err := swarm.Fetch(ctx, rec, holders, k, fopt)
 	if err != nil {
 		if errors.Is(err, swarm.ErrNotEnoughFragments) {
 			return ref, fmt.Errorf("upkeep: repair chunk %s: %w: %w", ref.ID, ErrUnrecoverable, err)
@@ -365,17 +447,12 @@ func (u *Upkeep) Repair(ctx context.Context, h Health, avoid []swarm.PeerID) (pi
 		return ref, fmt.Errorf("upkeep: repair chunk %s: %w", ref.ID, err)
 	}
 	for _, i := range rec.corrupt(ref.Fragments) {
-		missing[i] = true // a holder that served bad bytes loses its fragment too
+		missing[i] = true // a holder that served bad bytes or none loses its fragment too
 	}
 	frags = append(frags, make([][]byte, n-len(frags))...)
 	ids := make([]chunker.FragmentID, n)
 	var want []int
-	exclude := make([]swarm.PeerID, 0, n+len(avoid))
-	for _, p := range avoid {
-		if !slices.Contains(exclude, p) {
-			exclude = append(exclude, p)
-		}
-	}
+	exclude := slices.Grow(sus.list(), n) // now: with what concurrent repairs found since
 	for i, f := range ref.Fragments {
 		ids[i] = f.ID
 		if missing[i] {
@@ -414,22 +491,31 @@ func (u *Upkeep) Repair(ctx context.Context, h Health, avoid []swarm.PeerID) (pi
 }
 
 // recorder is a Network that notes which holders returned bytes that do not match the
-// fragment asked for: swarm.Fetch skips them, and Repair replaces their fragments too.
+// fragment asked for, or said they have none: swarm.Fetch skips them, Repair replaces
+// their fragments too, and they join the pass's suspects. So do holders that did not
+// answer in time (swarm.Fetch's own timeout), though their fragments may be fine.
 type recorder struct {
 	swarm.Network
+	sus *suspects
 	mu  sync.Mutex
 	bad map[chunker.FragmentID][]swarm.PeerID // guarded by mu
 }
 
 func (r *recorder) Get(ctx context.Context, p swarm.PeerID, id chunker.FragmentID) ([]byte, error) {
 	b, err := r.Network.Get(ctx, p, id)
-	if err == nil && chunker.FragmentIDOf(b) != id {
+	switch {
+	case err == nil && chunker.FragmentIDOf(b) != id, errors.Is(err, swarm.ErrNotFound):
 		r.mu.Lock()
 		if r.bad == nil {
 			r.bad = map[chunker.FragmentID][]swarm.PeerID{}
 		}
 		r.bad[id] = append(r.bad[id], p)
 		r.mu.Unlock()
+		r.sus.add(p)
+	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, swarm.ErrBusy):
+		// Timed out or unreachable; a cancelled GET is one Fetch no longer needed, and a
+		// busy holder is overloaded, not failing.
+		r.sus.add(p)
 	}
 	return b, err
 }
@@ -456,6 +542,9 @@ type RepairStats struct {
 	Rebuilt  int   // fragments rebuilt and placed
 	Bytes    int64 // plaintext bytes of the chunks repaired (fully or partly)
 	Errors   []error
+	// Suspects lists, sorted, the peers beyond RepairOptions.Avoid that the repairs found
+	// serving bad bytes, none, or not answering: the rest of the run placed nothing on them.
+	Suspects []swarm.PeerID
 }
 
 // maxRepairErrors bounds the errors a RepairAll keeps.
@@ -463,7 +552,8 @@ const maxRepairErrors = 16
 
 // RepairOptions tunes RepairAll.
 type RepairOptions struct {
-	// Avoid lists peers that get no rebuilt fragment (CheckStats.Suspects).
+	// Avoid lists peers that get no rebuilt fragment (CheckStats.Suspects); peers the
+	// repairs find failing are added to it for the rest of the run.
 	Avoid []swarm.PeerID
 	// Pace, if set, is called before each chunk with its plaintext size and may block (a
 	// rate limit); its error ends the run.
@@ -489,6 +579,7 @@ func (u *Upkeep) RepairAll(ctx context.Context, hs []Health, opt RepairOptions) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(u.cfg.Repairs)
 	var paceErr error
+	sus := newSuspects(opt.Avoid)
 	for _, h := range todo {
 		if opt.Pace != nil {
 			if paceErr = opt.Pace(gctx, int(h.Ref.Size)); paceErr != nil {
@@ -499,7 +590,7 @@ func (u *Upkeep) RepairAll(ctx context.Context, hs []Health, opt RepairOptions) 
 			break
 		}
 		g.Go(func() error {
-			ref, err := u.Repair(gctx, h, opt.Avoid)
+			ref, err := u.repair(gctx, h, sus)
 			placed := 0
 			for i, f := range ref.Fragments {
 				if f.Peer != h.Ref.Fragments[i].Peer {
@@ -529,6 +620,7 @@ func (u *Upkeep) RepairAll(ctx context.Context, hs []Health, opt RepairOptions) 
 		})
 	}
 	g.Wait()
+	st.Suspects = slices.Sorted(slices.Values(sus.found))
 	if err := ctx.Err(); err != nil {
 		return out, st, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/crypt"
+	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/root"
 	"github.com/scatterfs/scatter/snapshot"
 	"github.com/scatterfs/scatter/volume"
@@ -180,7 +181,8 @@ func (s *sharer) publish(ctx context.Context, rootPtr snapshot.Ptr, seq uint64) 
 		s.log.Warn("share: list shares", "err", err)
 		return
 	}
-	r := snapshot.NewReader(s.fetch)
+	// One fetch per object for all shares: their paths share the root and their ancestors.
+	r := snapshot.NewReader(&onceFetcher{f: s.fetch, got: map[crypt.ChunkID]*onceFetch{}})
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(shareParallel)
 	for _, sh := range shares {
@@ -195,6 +197,40 @@ func (s *sharer) publish(ctx context.Context, rootPtr snapshot.Ptr, seq uint64) 
 		})
 	}
 	g.Wait()
+}
+
+// onceFetcher fetches each object once for all its callers (one publication's walks).
+type onceFetcher struct {
+	f   snapshot.Fetcher
+	mu  sync.Mutex // guards got
+	got map[crypt.ChunkID]*onceFetch
+}
+
+type onceFetch struct {
+	done   chan struct{} // closed once sealed and err are set
+	sealed []byte
+	err    error
+}
+
+// GetSealed implements snapshot.Fetcher. The snapshot reader does not modify what it gets.
+func (o *onceFetcher) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error) {
+	o.mu.Lock()
+	f, ok := o.got[ref.ID]
+	if !ok {
+		f = &onceFetch{done: make(chan struct{})}
+		o.got[ref.ID] = f
+	}
+	o.mu.Unlock()
+	if !ok {
+		f.sealed, f.err = o.f.GetSealed(ctx, ref)
+		close(f.done)
+	}
+	select {
+	case <-f.done:
+		return f.sealed, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (s *sharer) publishOne(ctx context.Context, r *snapshot.Reader, rootPtr snapshot.Ptr, seq uint64, sh volume.Share) error {

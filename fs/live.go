@@ -46,6 +46,14 @@ func NewLive(v *volume.Volume) *Live {
 // Volume returns the volume served now.
 func (l *Live) Volume() *volume.Volume { return l.cur.Load().v }
 
+// Use calls fn with the volume served now, which stays open until fn returns even if a
+// swap replaces it meanwhile (a status report reading it, say).
+func (l *Live) Use(fn func(v *volume.Volume) error) error {
+	h := l.acquire()
+	defer h.release()
+	return fn(h.v)
+}
+
 // acquire returns the current volume with a reference on it; release it when done.
 func (l *Live) acquire() *held {
 	for {

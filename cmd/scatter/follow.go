@@ -15,12 +15,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"golang.org/x/sys/unix"
 
+	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/dht"
 	"github.com/scatterfs/scatter/fs"
 	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/root"
 	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/swarm"
+	"github.com/scatterfs/scatter/upkeep"
 	"github.com/scatterfs/scatter/volume"
 )
 
@@ -273,6 +276,7 @@ func restoreFrom(fetch snapshot.Fetcher, log *slog.Logger) followRestore {
 type followDeps struct {
 	keys  *crypt.Keys
 	node  *dht.Node
+	net   swarm.Network
 	store *pipeline.Store
 	m     *meters
 	shape driveSettings
@@ -318,6 +322,15 @@ func runFollow(ctx context.Context, o *mountOptions, d followDeps, closers *[]fu
 		fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
 	}
 
+	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), &followControl{f: f, base: mountControl{
+		mountpoint: o.mountpoint, dataDir: o.dataDir, shape: d.shape, cacheMax: int64(o.cache),
+		key: d.keys.Public, net: d.net, m: d.m, up: upkeep.New(d.net, upkeep.Config{Lease: o.lease}),
+	}}, log)
+	if err != nil {
+		return err
+	}
+	*closers = append(*closers, ctl.Close)
+
 	srv, err := fs.MountLive(o.mountpoint, f.Live(), fs.Options{ReadOnly: true, AllowOther: o.allowOther, Debug: o.debugFUSE, Logger: log})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", o.mountpoint, err)
@@ -355,4 +368,40 @@ func runFollow(ctx context.Context, o *mountOptions, d followDeps, closers *[]fu
 	}
 	fmt.Fprintln(stdout, "Unmounted.")
 	return nil
+}
+
+// followControl answers a follower's control socket: status as a mount's (of the
+// snapshot shown), sync as "look for the newest snapshot now", no check.
+type followControl struct {
+	f    *follower
+	base mountControl // vol unset: each call uses the volume shown then
+}
+
+var _ control.Handler = (*followControl)(nil)
+
+// errFollowerCheck is the follower's answer to scatter check.
+var errFollowerCheck = errors.New("a read-only mount neither checks nor repairs: run scatter check on the writing device")
+
+// Status implements control.Handler.
+func (c *followControl) Status(ctx context.Context, health bool) (st *control.Status, err error) {
+	err = c.f.Live().Use(func(v *volume.Volume) error {
+		mc := c.base
+		mc.vol = v
+		st, err = mc.Status(ctx, health)
+		return err
+	})
+	return st, err
+}
+
+// Sync implements control.Handler: on a follower it looks for the writer's newest
+// snapshot at once and shows it, instead of waiting for the next poll.
+func (c *followControl) Sync(ctx context.Context, progress func(control.Progress)) error {
+	progress(control.Progress{})
+	_, err := c.f.Check(ctx)
+	return err
+}
+
+// Check implements control.Handler.
+func (c *followControl) Check(ctx context.Context, repair, verify bool, progress func(control.Step)) (*control.CheckResult, error) {
+	return nil, errFollowerCheck
 }

@@ -236,7 +236,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if o.readOnly {
-		return runFollow(ctx, &o, followDeps{keys: keys, node: node, store: store, m: m, shape: shape},
+		return runFollow(ctx, &o, followDeps{keys: keys, node: node, net: net, store: store, m: m, shape: shape},
 			&closers, stdout, log)
 	}
 	guard := upkeep.NewGuard(0)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -155,12 +156,25 @@ func TestFollow(t *testing.T) {
 		"mkdir":  os.Mkdir(f.path("d"), 0o755),
 		"rename": os.Rename(f.path("small"), f.path("small3")),
 		"remove": os.Remove(f.path("new")),
+		"xattr":  syscall.Setxattr(f.path("new"), "user.x", []byte("1"), 0),
 		"chmod":  os.Chmod(f.path("new"), 0o644),
 	} {
 		if !errors.Is(err, syscall.EROFS) {
 			t.Errorf("%s on the follower: %v, want EROFS", op, err)
 		}
 	}
+	// scatter sync on the follower looks for the newest snapshot at once; status works.
+	must(os.WriteFile(w.path("last"), []byte("last change\n"), 0o644))
+	w.sync()
+	f.sync()
+	if err := hasContent(f.path("last"), []byte("last change\n"))(); err != nil {
+		t.Errorf("after scatter sync on the writer, then on the follower: %v", err)
+	}
+	if out := runEnv(t, []string{"XDG_CONFIG_HOME=" + filepath.Join(f.root, "cfg"), "XDG_DATA_HOME=" + f.data},
+		f.root, scatterBin, "status"); !strings.Contains(out, f.mnt) {
+		t.Errorf("scatter status on the follower does not name its mount point:\n%s", out)
+	}
+
 	// The writer is unaffected by its follower, and no second writer gets in.
 	if err := hasContent(w.path("small"), small2)(); err != nil {
 		t.Error(err)

@@ -390,3 +390,49 @@ func TestLiveSwapUnderReads(t *testing.T) {
 		t.Errorf("after the swaps: %d bytes, %v", len(got), err)
 	}
 }
+
+// A volume in use (Live.Use) is not idle when a swap replaces it, and becomes idle
+// once the use ends; a swap of an unused volume leaves it idle at once. No mount needed.
+func TestLiveUse(t *testing.T) {
+	open := func() *volume.Volume {
+		v, err := volume.Open(volume.Config{Dir: t.TempDir(), Logger: quietLog}, memchunks.New(64<<10, 1<<30))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { v.Close() })
+		return v
+	}
+	v1, v2, v3 := open(), open(), open()
+	l := NewLive(v1)
+	var idle <-chan struct{}
+	err := l.Use(func(v *volume.Volume) error {
+		if v != v1 {
+			t.Fatal("Use got another volume than the one served")
+		}
+		var prev *volume.Volume
+		prev, idle = l.Swap(ctx, v2)
+		if prev != v1 || l.Volume() != v2 {
+			t.Fatal("Swap did not replace the volume")
+		}
+		select {
+		case <-idle:
+			t.Error("the volume in use is idle")
+		default:
+		}
+		return errors.New("passed through")
+	})
+	if err == nil || err.Error() != "passed through" {
+		t.Errorf("Use returned %v", err)
+	}
+	select {
+	case <-idle:
+	default:
+		t.Error("the swapped-out volume is not idle once its use ended")
+	}
+	_, idle = l.Swap(ctx, v3)
+	select {
+	case <-idle:
+	default:
+		t.Error("an unused volume swapped out is not idle at once")
+	}
+}

@@ -164,3 +164,51 @@ func TestGarbageAfterRestore(t *testing.T) {
 		t.Fatalf("%d collectable after the next publication, want 2", n)
 	}
 }
+
+// TestSupersededSnapshotObjectsNotRenewed: once a newer snapshot is taken, the objects only
+// the older one had are no longer among the live Refs, so upkeep never renews them (they
+// lapse with their leases); the objects both share stay live.
+func TestSupersededSnapshotObjectsNotRenewed(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	st := newSnapStore()
+	e.writeFile("a", 'a', 1)
+	mkdir := func(name string) {
+		if _, err := e.v.Mkdir(ctx, volume.RootIno, name, 0o755, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir("keep")
+	first := e.publish(st, time.Unix(1_800_000_000, 0))
+	live1 := liveIDs(t, e.v)
+	if !live1[first.Ref.ID] {
+		t.Fatal("the snapshot's root object is not live")
+	}
+	e.writeFile("b", 'b', 1)
+	second := e.publish(st, time.Unix(1_800_000_100, 0))
+	live2 := liveIDs(t, e.v)
+	if live2[first.Ref.ID] || !live2[second.Ref.ID] {
+		t.Fatalf("root objects live: first %v, second %v; want only the second", live2[first.Ref.ID], live2[second.Ref.ID])
+	}
+	shared := 0
+	for id := range live1 {
+		if live2[id] {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Fatal("no object shared by both snapshots stays live (the unchanged directory, the data chunk)")
+	}
+}
+
+func liveIDs(t *testing.T, v *volume.Volume) map[[32]byte]bool {
+	t.Helper()
+	refs, err := v.LiveRefs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[[32]byte]bool{}
+	for _, r := range refs {
+		out[r.ID] = true
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,7 +110,7 @@ func (v *Volume) loadLocked(f *file) error {
 		return nil
 	}
 	var a Attr
-	err := v.db.View(func(tx *bolt.Tx) (err error) {
+	err := v.commit.view(func(tx *bolt.Tx) (err error) {
 		a, err = getAttr(tx, f.ino)
 		return err
 	})
@@ -145,7 +146,7 @@ func (v *Volume) release(f *file, write bool) {
 	defer f.mu.Unlock()
 	if !f.gone && f.loaded && v.unlinked(f.ino) {
 		var deleted bool
-		err := v.db.Update(func(tx *bolt.Tx) error {
+		err := v.commit.durable(func(tx *bolt.Tx) error {
 			a, err := getAttr(tx, f.ino)
 			if err != nil || a.Nlink > 0 {
 				return err
@@ -174,7 +175,7 @@ func (v *Volume) release(f *file, write bool) {
 // unlinked reports whether inode ino has no links left (a cheap read before a commit).
 func (v *Volume) unlinked(ino uint64) bool {
 	var n uint32 = 1
-	v.db.View(func(tx *bolt.Tx) error {
+	v.commit.view(func(tx *bolt.Tx) error {
 		if a, err := getAttr(tx, ino); err == nil {
 			n = a.Nlink
 		}
@@ -225,23 +226,25 @@ func (v *Volume) dropStagingLocked(f *file) {
 }
 
 // storeAttrLocked writes f's in-memory size and times into its inode record, inside tx
-// if given. A missing inode is not an error: it was deleted.
+// if given, else as a deferred change (see committer). A missing inode is not an error:
+// it was deleted.
 func (v *Volume) storeAttrLocked(f *file, tx *bolt.Tx) error {
+	ino, size, mtime, ctime := f.ino, f.size, f.mtime, f.ctime // do may run again later, without f.mu
 	do := func(tx *bolt.Tx) error {
-		a, err := getAttr(tx, f.ino)
+		a, err := getAttr(tx, ino)
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		a.Size, a.Mtime, a.Ctime = f.size, f.mtime, f.ctime
+		a.Size, a.Mtime, a.Ctime = size, mtime, ctime
 		return putAttr(tx, &a)
 	}
 	var err error
 	if tx != nil {
 		err = do(tx)
 	} else {
-		err = v.db.Update(do)
+		err = v.commit.do(do)
 	}
 	if err == nil {
 		f.attrDirt = false
@@ -330,8 +333,12 @@ type chunkSeg struct {
 func (v *Volume) readLocked(f *file, dst []byte, off int64) ([]chunkSeg, error) {
 	end := off + int64(len(dst))
 	var exts []extentAt
-	if err := v.db.View(func(tx *bolt.Tx) (err error) {
+	if err := v.commit.view(func(tx *bolt.Tx) (err error) {
 		exts, err = extentsIn(tx, f.ino, off, end)
+		for i := range exts {
+			// Inline bytes point into the transaction's pages: copy them out.
+			exts[i].Data = bytes.Clone(exts[i].Data)
+		}
 		return err
 	}); err != nil {
 		return nil, err
@@ -513,7 +520,7 @@ func (f *file) truncate(v *Volume, size int64) error {
 	}
 	shrink := size < f.size
 	f.size, f.mtime, f.ctime = size, now, now
-	err := v.db.Update(func(tx *bolt.Tx) error {
+	err := v.commit.durable(func(tx *bolt.Tx) error {
 		if err := truncateExtents(tx, f.ino, size); err != nil {
 			return err
 		}
@@ -557,7 +564,7 @@ func (v *Volume) journalLocked(f *file) error {
 			return fmt.Errorf("%w: sync staging: %v", ErrIO, err)
 		}
 	}
-	return v.db.Update(func(tx *bolt.Tx) error {
+	return v.commit.durable(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
 			return nil
 		}
@@ -581,7 +588,7 @@ func (v *Volume) inlineLocked(f *file) (bool, error) {
 	if err != nil || len(segs) > 0 {
 		return false, err
 	}
-	err = v.db.Update(func(tx *bolt.Tx) error {
+	err = v.commit.durable(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, f.ino); errors.Is(err, ErrNotFound) {
 			return nil
 		}
@@ -630,11 +637,16 @@ func (h *Handle) Flush(ctx context.Context) error {
 	return v.journalLocked(f)
 }
 
-// Fsync returns once the file's data is on its peers (or inline in the metadata).
+// Fsync returns once the file's data is on its peers (or inline in the metadata), and
+// every namespace change acknowledged before it is durable.
 func (h *Handle) Fsync(ctx context.Context) error {
 	f, v := h.f, h.v
 	f.mu.Lock()
 	if err := v.journalLocked(f); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	if err := v.commit.flush(); err != nil {
 		f.mu.Unlock()
 		return err
 	}
@@ -715,7 +727,7 @@ func (h *Handle) Seek(ctx context.Context, off int64, whence int) (int64, error)
 		return 0, ErrNoOffset
 	}
 	data := f.staged.intersect(off, f.size)
-	err := v.db.View(func(tx *bolt.Tx) error {
+	err := v.commit.view(func(tx *bolt.Tx) error {
 		exts, err := extentsIn(tx, f.ino, off, f.size)
 		for _, e := range exts {
 			data.add(max(e.Off, off), min(e.end(), f.size))

@@ -47,7 +47,7 @@ func (v *Volume) overlay(a *Attr) {
 // Getattr returns ino's attributes.
 func (v *Volume) Getattr(ctx context.Context, ino uint64) (Attr, error) {
 	var a Attr
-	err := v.db.View(func(tx *bolt.Tx) (err error) {
+	err := v.commit.view(func(tx *bolt.Tx) (err error) {
 		a, err = getAttr(tx, ino)
 		return err
 	})
@@ -64,7 +64,7 @@ func (v *Volume) Lookup(ctx context.Context, parent uint64, name string) (Attr, 
 		return Attr{}, ErrNameTooLong
 	}
 	var a Attr
-	err := v.db.View(func(tx *bolt.Tx) error {
+	err := v.commit.view(func(tx *bolt.Tx) error {
 		d, ok, err := getDirent(tx, parent, name)
 		if err != nil {
 			return err
@@ -149,8 +149,14 @@ func (v *Volume) create(parent uint64, name string, a Attr) (Attr, error) {
 	a.Atime, a.Mtime, a.Ctime = now, now, now
 	var out Attr
 	err := v.commit.do(func(tx *bolt.Tx) error {
-		out = a // this function may run twice
-		return newInode(tx, parent, name, &out)
+		b := a
+		if err := newInode(tx, parent, name, &b); err != nil {
+			return err
+		}
+		if !v.commit.rerun() {
+			out = b
+		}
+		return nil
 	})
 	return out, err
 }
@@ -183,11 +189,14 @@ func (v *Volume) Symlink(ctx context.Context, parent uint64, name, target string
 	now := time.Now()
 	var out Attr
 	err := v.commit.do(func(tx *bolt.Tx) error {
-		out = Attr{Mode: syscall.S_IFLNK | 0o777, Nlink: 1, UID: uid, GID: gid, Size: int64(len(target)), Atime: now, Mtime: now, Ctime: now}
-		if err := newInode(tx, parent, name, &out); err != nil {
+		a := Attr{Mode: syscall.S_IFLNK | 0o777, Nlink: 1, UID: uid, GID: gid, Size: int64(len(target)), Atime: now, Mtime: now, Ctime: now}
+		if err := newInode(tx, parent, name, &a); err != nil {
 			return err
 		}
-		return putExtent(tx, out.Ino, extentAt{0, extent{Len: int64(len(target)), Data: []byte(target)}})
+		if !v.commit.rerun() {
+			out = a
+		}
+		return putExtent(tx, a.Ino, extentAt{0, extent{Len: int64(len(target)), Data: []byte(target)}})
 	})
 	return out, err
 }
@@ -195,7 +204,7 @@ func (v *Volume) Symlink(ctx context.Context, parent uint64, name, target string
 // Readlink returns a symbolic link's target.
 func (v *Volume) Readlink(ctx context.Context, ino uint64) (string, error) {
 	var target string
-	err := v.db.View(func(tx *bolt.Tx) error {
+	err := v.commit.view(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if err != nil {
 			return err
@@ -250,7 +259,9 @@ func (v *Volume) Link(ctx context.Context, ino, parent uint64, name string) (Att
 		if err := putDirent(tx, parent, name, ino, a.Mode&syscall.S_IFMT); err != nil {
 			return err
 		}
-		out = a
+		if !v.commit.rerun() {
+			out = a
+		}
 		return touchDir(tx, parent, now, 0)
 	})
 	if err == nil {
@@ -266,6 +277,8 @@ func (v *Volume) Link(ctx context.Context, ino, parent uint64, name string) (Att
 // then an Open would find the inode in the last committed state and get a handle on an
 // inode about to vanish, so acquire refuses a dying inode (ENOENT: its name is gone).
 // The caller ends the mark with undie once the transaction is over, committed or not.
+// When the committer applies the operation again (rerun), the inode is deleted or
+// orphaned as before and nothing is marked.
 func (v *Volume) dropLink(tx *bolt.Tx, ino uint64, now time.Time) (dying *file, err error) {
 	a, err := getAttr(tx, ino)
 	if err != nil {
@@ -287,10 +300,11 @@ func (v *Volume) dropLink(tx *bolt.Tx, ino uint64, now time.Time) (dying *file, 
 	}
 	// Decide and mark under one hold of v.mu, which acquire takes to count an open: no
 	// open slips in between.
+	rerun := v.commit.rerun()
 	v.mu.Lock()
 	f := v.files[ino]
 	open := f != nil && f.opens > 0
-	if !open {
+	if !open && !rerun {
 		if f == nil {
 			f = &file{ino: ino, changed: make(chan struct{})}
 			v.files[ino] = f
@@ -303,6 +317,9 @@ func (v *Volume) dropLink(tx *bolt.Tx, ino uint64, now time.Time) (dying *file, 
 			return nil, err
 		}
 		return nil, tx.Bucket(bOrphans).Put(inoKey(ino), nil)
+	}
+	if rerun {
+		return nil, deleteInode(tx, ino)
 	}
 	if testHookLinkDropped != nil {
 		testHookLinkDropped(ino)
@@ -364,9 +381,8 @@ func (v *Volume) remove(parent uint64, name string, dir bool) error {
 	}
 	now := time.Now()
 	var deleted []uint64
-	var dying []*file // over every run of the function below
-	err := v.commit.do(func(tx *bolt.Tx) error {
-		deleted = nil
+	var dying []*file
+	err := v.commit.doThen(func(tx *bolt.Tx) error {
 		d, ok, err := getDirent(tx, parent, name)
 		if err != nil {
 			return err
@@ -399,12 +415,21 @@ func (v *Volume) remove(parent uint64, name string, dir bool) error {
 			dlink = -1
 		}
 		return touchDir(tx, parent, now, dlink)
-	})
-	if err == nil {
+	}, func(committed bool) { v.deletedThen(committed, deleted, dying) })
+	if err != nil {
+		v.undie(dying)
+	}
+	return err
+}
+
+// deletedThen ends the dying marks of a remove or rename once its transaction is over,
+// and drops the deleted inodes' staged data if it committed: until then a crash brings
+// the inode back, with its journal, so its staging file must stay.
+func (v *Volume) deletedThen(committed bool, deleted []uint64, dying []*file) {
+	if committed {
 		v.forgetDeleted(deleted)
 	}
 	v.undie(dying)
-	return err
 }
 
 // Rename flags, as in renameat2(2).
@@ -445,9 +470,8 @@ func (v *Volume) Rename(ctx context.Context, parent uint64, name string, newPare
 	}
 	now := time.Now()
 	var deleted []uint64
-	var dying []*file // over every run of the function below
-	err := v.commit.do(func(tx *bolt.Tx) error {
-		deleted = nil
+	var dying []*file
+	err := v.commit.doThen(func(tx *bolt.Tx) error {
 		src, ok, err := getDirent(tx, parent, name)
 		if err != nil {
 			return err
@@ -575,11 +599,10 @@ func (v *Volume) Rename(ctx context.Context, parent uint64, name string, newPare
 			return err
 		}
 		return touchDir(tx, newParent, now, dl)
-	})
-	if err == nil {
-		v.forgetDeleted(deleted)
+	}, func(committed bool) { v.deletedThen(committed, deleted, dying) })
+	if err != nil {
+		v.undie(dying)
 	}
-	v.undie(dying)
 	return err
 }
 
@@ -604,7 +627,7 @@ type DirEntry struct {
 // large the directory is.
 func (v *Volume) ReadDir(ctx context.Context, ino uint64, after uint64, max int) ([]DirEntry, error) {
 	var out []DirEntry
-	err := v.db.View(func(tx *bolt.Tx) error {
+	err := v.commit.view(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if err != nil {
 			return err
@@ -667,15 +690,23 @@ func (v *Volume) Setattr(ctx context.Context, ino uint64, s SetAttr) (Attr, erro
 		defer f.mu.Unlock()
 		f.waitCommitLocked()
 	}
+	// The function below may run again later without f.mu: it takes f's state from here.
+	live := f != nil && f.loaded
+	var size int64
+	var mtime, ctime time.Time
+	if live {
+		size, mtime, ctime = f.size, f.mtime, f.ctime
+	}
 	var out Attr
 	err := v.commit.do(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if err != nil {
 			return err
 		}
-		if f != nil && f.loaded {
-			a.Size, a.Mtime, a.Ctime = f.size, f.mtime, f.ctime
+		if live {
+			a.Size, a.Mtime, a.Ctime = size, mtime, ctime
 		}
+		old := a
 		if s.Mode != nil {
 			a.Mode = a.Mode&syscall.S_IFMT | *s.Mode&0o7777
 		}
@@ -691,11 +722,22 @@ func (v *Volume) Setattr(ctx context.Context, ino uint64, s SetAttr) (Attr, erro
 		if s.Mtime != nil {
 			a.Mtime = *s.Mtime
 		}
+		if s.Size == nil && a.Mode == old.Mode && a.UID == old.UID && a.GID == old.GID &&
+			a.Atime.Equal(old.Atime) && a.Mtime.Equal(old.Mtime) {
+			// Changes nothing (rsync's fchmod to the mode the file was created with):
+			// not even ctime, which saves the write.
+			if !v.commit.rerun() {
+				out = a
+			}
+			return errUnchanged
+		}
 		a.Ctime = now
-		out = a
+		if !v.commit.rerun() {
+			out = a
+		}
 		return putAttr(tx, &a)
 	})
-	if err == nil && f != nil && f.loaded {
+	if err == nil && live {
 		f.mtime, f.ctime = out.Mtime, out.Ctime
 	}
 	return out, err
@@ -710,7 +752,7 @@ const (
 // GetXattr returns the value of extended attribute name.
 func (v *Volume) GetXattr(ctx context.Context, ino uint64, name string) ([]byte, error) {
 	var val []byte
-	err := v.db.View(func(tx *bolt.Tx) error {
+	err := v.commit.view(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, ino); err != nil {
 			return err
 		}
@@ -758,7 +800,7 @@ func (v *Volume) SetXattr(ctx context.Context, ino uint64, name string, val []by
 // ListXattr returns the names of ino's extended attributes.
 func (v *Volume) ListXattr(ctx context.Context, ino uint64) ([]string, error) {
 	var names []string
-	err := v.db.View(func(tx *bolt.Tx) error {
+	err := v.commit.view(func(tx *bolt.Tx) error {
 		if _, err := getAttr(tx, ino); err != nil {
 			return err
 		}

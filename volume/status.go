@@ -68,6 +68,11 @@ func (v *Volume) ChunkRefs(ctx context.Context) ([]pipeline.Ref, error) {
 // as ctx allows: a file written without pause keeps data staged, and uploads retry while
 // no peer takes data. On cancellation the data stays staged and journalled.
 func (v *Volume) SyncAll(ctx context.Context) error {
+	// Every namespace change acknowledged so far becomes durable, whether or not a file
+	// has data to upload.
+	if err := v.commit.flush(); err != nil {
+		return err
+	}
 	v.mu.Lock()
 	files := make([]*file, 0, len(v.files))
 	for _, f := range v.files {

@@ -57,6 +57,10 @@ var (
 	ErrTooManyLinks = errors.New("volume: too many links")                   // EMLINK
 )
 
+// DefaultCommitWindow is Config.CommitWindow's default: the longest an acknowledged
+// namespace change that nothing made durable waits for its commit.
+const DefaultCommitWindow = 10 * time.Millisecond
+
 // Limits.
 const (
 	// MaxName is the longest name of a directory entry, in bytes.
@@ -112,7 +116,15 @@ type Config struct {
 	RootUID, RootGID uint32
 	// DirSync, if set, is called by SyncDir (fsync(2) of a directory) and its error
 	// returned: a mount that keeps metadata snapshots in the network snapshots there.
+	// SyncDir first makes every acknowledged namespace change durable (Open wraps
+	// DirSync to do it).
 	DirSync func(ctx context.Context) error
+	// CommitWindow bounds how long an acknowledged namespace change (create, mkdir,
+	// rename, unlink, chmod, utimens, ...) may wait before it is durable: changes are
+	// grouped into one commit per window, or until something needs them durable (fsync,
+	// fsyncdir, SyncAll, close(2) of written data, Close). Default 10 ms; negative: every
+	// change is durable when it returns. See "Metadata store" in docs/design.md.
+	CommitWindow time.Duration
 
 	sharedCache *cache.Cache // set by OpenShared: used instead of opening CacheDir
 }
@@ -154,6 +166,7 @@ func (c *Config) setDefaults() error {
 	defd(&c.QuietUpload, 5*time.Second)
 	defd(&c.FetchTimeout, time.Minute)
 	defd(&c.SyncWait, 5*time.Minute)
+	defd(&c.CommitWindow, DefaultCommitWindow)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -251,16 +264,29 @@ func Open(cfg Config, chunks Chunks) (*Volume, error) {
 		}
 	}
 	v := &Volume{cfg: cfg, db: db, chunks: chunks, cache: c, log: cfg.Logger, files: map[uint64]*file{}}
-	v.commit.db = db
 	if err := v.init(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	// fsync(2) of a directory makes the namespace changes durable first. SyncDir calls
+	// DirSync only when set, so it is always set.
+	dirSync := cfg.DirSync
+	v.cfg.DirSync = func(ctx context.Context) error {
+		if err := v.commit.flush(); err != nil {
+			return err
+		}
+		if dirSync == nil {
+			return nil
+		}
+		return dirSync(ctx)
+	}
+	v.commit.start(db, cfg.CommitWindow, cfg.Logger)
 	v.reads = newReader(v)
 	v.wb = newWriteback(v)
 	if err := v.replay(); err != nil {
 		v.wb.close()
 		v.reads.close()
+		v.commit.close()
 		db.Close()
 		return nil, err
 	}
@@ -334,7 +360,7 @@ func (v *Volume) Close() error {
 		}
 		f.mu.Unlock()
 	}
-	errs = append(errs, v.db.Close())
+	errs = append(errs, v.commit.close(), v.db.Close())
 	return errors.Join(errs...)
 }
 

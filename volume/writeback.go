@@ -385,7 +385,7 @@ func (v *Volume) planLocked(f *file) (*job, bool, error) {
 		j := &job{off: take.off, end: take.end, start: take.off, clip: MaxFileSize}
 		// Extents straddling the range's edges are rewritten whole: an extent always
 		// holds a whole chunk's prefix.
-		err := v.db.View(func(tx *bolt.Tx) error {
+		err := v.commit.view(func(tx *bolt.Tx) error {
 			for _, at := range []int64{take.off, take.end - 1} {
 				exts, err := extentsIn(tx, f.ino, at, at+1)
 				if err != nil {
@@ -499,7 +499,7 @@ func (v *Volume) commitLocked(f *file, j *job, exts []extentAt) error {
 	ino := f.ino
 	f.committing = true
 	f.mu.Unlock()
-	err := v.db.Update(func(tx *bolt.Tx) error {
+	err := v.commit.durable(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
 		if errors.Is(err, ErrNotFound) {
 			return nil
@@ -710,7 +710,7 @@ func (v *Volume) replay() error {
 // entries (slow, but used only on error paths).
 func (v *Volume) pathOf(ino uint64) string {
 	var parts []string
-	v.db.View(func(tx *bolt.Tx) error {
+	v.commit.view(func(tx *bolt.Tx) error {
 		for i := 0; i < 256 && ino != RootIno; i++ {
 			found := false
 			tx.Bucket(bDirents).ForEach(func(k, val []byte) error {

@@ -284,8 +284,12 @@ var _ control.ShareHandler = snapControl{}
 func (c snapControl) Share(ctx context.Context, p string) (*control.Share, error) {
 	rel := filepath.Clean(p)
 	if filepath.IsAbs(p) {
-		var err error
-		if rel, err = filepath.Rel(c.mountpoint, p); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		// The mount point as given to scatter mount, relative to this process's directory.
+		mnt, err := filepath.Abs(c.mountpoint)
+		if err == nil {
+			rel, err = filepath.Rel(mnt, p)
+		}
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 			return nil, fmt.Errorf("%s is not inside the mount %s", p, c.mountpoint)
 		}
 	}

@@ -33,13 +33,9 @@ var (
 	bShares = []byte("shares")
 	// sharekeys: chunk ID (32) → the chunk's read key (32); only in a share's store.
 	bShareKeys = []byte("sharekeys")
-	// sharestate: "seq" → u64, the share record sequence the store was restored from.
-	bShareState = []byte("sharestate")
-
-	shareKeySeq = []byte("seq")
 )
 
-func init() { allBuckets = append(allBuckets, bShares, bShareKeys, bShareState) }
+func init() { allBuckets = append(allBuckets, bShares, bShareKeys) }
 
 const shareRecordV1 = 1
 
@@ -195,12 +191,12 @@ func ShareDir(ctx context.Context, r *snapshot.Reader, root snapshot.Ptr, s Shar
 }
 
 // RestoreShare builds the metadata store of cfg.Dir from a shared directory's tree dir,
-// as of share record seq taken at t: the directory becomes the root inode (owned by
+// as the share record published at t names it: the directory becomes the root inode (owned by
 // cfg.RootUID and cfg.RootGID, its times t), everything below keeps its inode numbers,
 // and every chunk's read key is kept for OpenShare. Like Restore it writes under a
 // temporary name and renames into place once complete, and refuses an existing store
 // (ErrRestoreExists).
-func RestoreShare(ctx context.Context, cfg Config, r *snapshot.Reader, dir snapshot.Ptr, seq uint64, t time.Time) error {
+func RestoreShare(ctx context.Context, cfg Config, r *snapshot.Reader, dir snapshot.Ptr, t time.Time) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
@@ -217,7 +213,7 @@ func RestoreShare(ctx context.Context, cfg Config, r *snapshot.Reader, dir snaps
 	if err != nil {
 		return fmt.Errorf("volume: restore share: %w", err)
 	}
-	err = shareRestore(ctx, db, r, dir, seq, Attr{Ino: RootIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
+	err = shareRestore(ctx, db, r, dir, Attr{Ino: RootIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
 		UID: cfg.RootUID, GID: cfg.RootGID, Atime: t, Mtime: t, Ctime: t})
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -232,7 +228,7 @@ func RestoreShare(ctx context.Context, cfg Config, r *snapshot.Reader, dir snaps
 	return nil
 }
 
-func shareRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, dir snapshot.Ptr, seq uint64, top Attr) error {
+func shareRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, dir snapshot.Ptr, top Attr) error {
 	err := db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -343,24 +339,8 @@ func shareRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, dir snap
 				}
 			}
 		}
-		if err := tx.Bucket(bInodes).SetSequence(maxIno); err != nil {
-			return err
-		}
-		return tx.Bucket(bShareState).Put(shareKeySeq, binary.BigEndian.AppendUint64(nil, seq))
+		return tx.Bucket(bInodes).SetSequence(maxIno)
 	})
-}
-
-// ShareSeq returns the share record sequence a store built by RestoreShare came from, 0
-// for any other store. A reader refuses records below it (replays).
-func (v *Volume) ShareSeq() (uint64, error) {
-	var seq uint64
-	err := v.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bShareState).Get(shareKeySeq); len(b) == 8 {
-			seq = binary.BigEndian.Uint64(b)
-		}
-		return nil
-	})
-	return seq, err
 }
 
 // OpenShare opens a store built by RestoreShare over chunks, whose Open is replaced by

@@ -117,7 +117,7 @@ func TestSharerPublishes(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := volume.Config{Dir: t.TempDir(), Logger: quietLog}
-		if err := volume.RestoreShare(ctx, cfg, snapshot.NewReader(e.store), rec.Dir, rec.Seq, rec.Time); err != nil {
+		if err := volume.RestoreShare(ctx, cfg, snapshot.NewReader(e.store), rec.Dir, rec.Time); err != nil {
 			t.Fatal(err)
 		}
 		hv, err := volume.OpenShare(cfg, e.store, nil)

@@ -155,7 +155,7 @@ func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *sl
 					return err
 				}
 			}
-			return volume.RestoreShare(ctx, volCfg(dir), snapshot.NewReader(store), p, src.last.Seq, src.last.Time)
+			return volume.RestoreShare(ctx, volCfg(dir), snapshot.NewReader(store), p, src.last.Time)
 		},
 		Open: func(dir string) (*volume.Volume, error) {
 			return volume.OpenShare(volCfg(dir), &meteredChunks{Store: store, m: m}, cache)

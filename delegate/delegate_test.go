@@ -208,7 +208,8 @@ func TestRepairRoundTrip(t *testing.T) {
 		e.w.Kill(p)
 	}
 	u := upkeep.New(e.w.Net("repairer", string(e.keys.StoragePublic)), upkeep.Config{})
-	loop := upkeep.Start(u, r.Drive(), upkeep.LoopConfig{CheckEvery: time.Hour, RenewEvery: time.Hour, Logger: quiet})
+	// No background check: the one checked is Run below.
+	loop := upkeep.Start(u, r.Drive(), upkeep.LoopConfig{CheckEvery: -1, RenewEvery: time.Hour, Logger: quiet})
 	defer loop.Close()
 	rep, err := loop.Run(ctx, true, false, nil)
 	if err != nil {

@@ -212,3 +212,29 @@ func liveIDs(t *testing.T, v *volume.Volume) map[[32]byte]bool {
 	}
 	return out
 }
+
+// TestSnapshotPublishedIsNoChange: recording a publication changes nothing a snapshot
+// holds, so a store current with its last snapshot stays current (otherwise every
+// publication would call for another snapshot).
+func TestSnapshotPublishedIsNoChange(t *testing.T) {
+	e := newEnv(t, volume.Config{InlineMax: 1})
+	st := newSnapStore()
+	e.writeFile("f", 'a', 1)
+	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := e.v.SnapshotChanged(); err != nil || changed {
+		t.Fatalf("changed right after the snapshot: %v %v", changed, err)
+	}
+	v0, _ := e.v.Version()
+	if err := e.v.SnapshotPublished(root, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if v1, _ := e.v.Version(); v1 == v0 {
+		t.Fatal("the publication was not recorded (no commit)")
+	}
+	if changed, err := e.v.SnapshotChanged(); err != nil || changed {
+		t.Fatalf("changed after recording the publication: %v %v", changed, err)
+	}
+}

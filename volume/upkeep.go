@@ -233,7 +233,15 @@ func (v *Volume) SnapshotPublished(root snapshot.Ptr, at time.Time) error {
 		if err := pb.Put(binary.BigEndian.AppendUint64(nil, seen), val); err != nil {
 			return err
 		}
-		return prunePublished(pb, at.Add(-pubKeep))
+		if err := prunePublished(pb, at.Add(-pubKeep)); err != nil {
+			return err
+		}
+		// Nothing a snapshot holds changed: a store current with the last snapshot stays
+		// current, or every publication would call for another snapshot.
+		if cur := sb.Get(snapKeyTx); len(cur) == 8 && binary.BigEndian.Uint64(cur) == uint64(tx.ID())-1 {
+			return sb.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, uint64(tx.ID())))
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("volume: snapshot published: %w", err)

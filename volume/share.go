@@ -191,9 +191,10 @@ func ShareDir(ctx context.Context, r *snapshot.Reader, root snapshot.Ptr, s Shar
 }
 
 // RestoreShare builds the metadata store of cfg.Dir from a shared directory's tree dir,
-// as the share record published at t names it: the directory becomes the root inode (owned by
-// cfg.RootUID and cfg.RootGID, its times t), everything below keeps its inode numbers,
-// and every chunk's read key is kept for OpenShare. Like Restore it writes under a
+// as the share record published at t names it: the directory becomes the root inode (its
+// times t), everything below keeps its inode numbers, and every chunk's read key is kept
+// for OpenShare. Everything is owned by cfg.RootUID and cfg.RootGID, set-ID bits are
+// cleared and device nodes left out (shareSafe). Like Restore it writes under a
 // temporary name and renames into place once complete, and refuses an existing store
 // (ErrRestoreExists).
 func RestoreShare(ctx context.Context, cfg Config, r *snapshot.Reader, dir snapshot.Ptr, t time.Time) error {
@@ -271,6 +272,9 @@ func shareRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, dir snap
 					if e.Ino == RootIno || e.IsDir() && seen[e.Ino] {
 						return fmt.Errorf("%w: directory inode %d linked twice", errBadRecord, e.Ino)
 					}
+					if !shareSafe(e, &top) {
+						continue
+					}
 					if err := putDirent(tx, d.ino, e.Name, e.Ino, e.Attr.Mode&syscall.S_IFMT); err != nil {
 						return err
 					}
@@ -341,6 +345,24 @@ func shareRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, dir snap
 		}
 		return tx.Bucket(bInodes).SetSequence(maxIno)
 	})
+}
+
+// shareSafe makes entry e fit for a share's holder, whose machine does not know the
+// writer's users and need not trust the writer: everything is owned by the mounting user
+// (top's owner; with the writer's numbers a file of mode 0600 would be unreadable, and
+// the numbers mean nothing there), set-user-ID and set-group-ID bits are cleared on files,
+// and device nodes are left out (false): a mount by root without nodev would otherwise
+// hand the holder's own devices to whoever wrote the share.
+func shareSafe(e *snapshot.Entry, top *Attr) bool {
+	switch e.Attr.Mode & syscall.S_IFMT {
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		return false
+	case syscall.S_IFDIR:
+	default:
+		e.Attr.Mode &^= syscall.S_ISUID | syscall.S_ISGID
+	}
+	e.Attr.UID, e.Attr.GID = top.UID, top.GID
+	return true
 }
 
 // OpenShare opens a store built by RestoreShare over chunks, whose Open is replaced by

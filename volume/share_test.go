@@ -48,6 +48,13 @@ func TestShareRestore(t *testing.T) {
 	dir := must[volume.Attr](t)(w.Lookup(ctx, volume.RootIno, "dir"))
 	small := must[volume.Attr](t)(w.Lookup(ctx, dir.Ino, "small"))
 	must[volume.Attr](t)(w.Link(ctx, small.Ino, volume.RootIno, "outside-link"))
+	// What a holder must not get as written: a device node and a set-user-ID file.
+	must[volume.Attr](t)(w.Mknod(ctx, dir.Ino, "dev", syscall.S_IFCHR|0o666, 0x0801, 0, 0))
+	suid, sh0 := e.create(dir.Ino, "suid")
+	e.write(sh0, []byte("#!/bin/sh\n"), 0)
+	sh0.Release()
+	suidMode := uint32(syscall.S_ISUID | syscall.S_ISGID | 0o755)
+	must[volume.Attr](t)(w.Setattr(ctx, suid.Ino, volume.SetAttr{Mode: &suidMode}))
 	_, h := e.create(volume.RootIno, "outside")
 	e.write(h, bytes.Repeat([]byte("secret"), 20000), 0)
 	h.Release()
@@ -112,7 +119,7 @@ func TestShareRestore(t *testing.T) {
 	n := 0
 	for p, wn := range want {
 		rel, ok := strings.CutPrefix(p, "/dir/")
-		if !ok {
+		if !ok || rel == "dev" {
 			continue
 		}
 		n++
@@ -127,6 +134,17 @@ func TestShareRestore(t *testing.T) {
 				t.Errorf("small: nlink %d in the share, %d in the drive", gn.Attr.Nlink, wn.Attr.Nlink)
 			}
 			gn.Attr.Nlink = wn.Attr.Nlink
+		}
+		// Owned by the mounting user; set-ID bits cleared on files.
+		if gn.Attr.UID != 4242 || gn.Attr.GID != 43 {
+			t.Errorf("%s: owner %d:%d in the share, want the mounting user", p, gn.Attr.UID, gn.Attr.GID)
+		}
+		gn.Attr.UID, gn.Attr.GID = wn.Attr.UID, wn.Attr.GID
+		if rel == "suid" {
+			if gn.Attr.Mode != syscall.S_IFREG|0o755 || wn.Attr.Mode&syscall.S_ISUID == 0 {
+				t.Errorf("suid: mode %o in the share, %o in the drive", gn.Attr.Mode, wn.Attr.Mode)
+			}
+			gn.Attr.Mode = wn.Attr.Mode
 		}
 		if !reflect.DeepEqual(gn.Attr, wn.Attr) || !reflect.DeepEqual(gn.Xattrs, wn.Xattrs) ||
 			!bytes.Equal(gn.Content, wn.Content) || gn.Target != wn.Target {
@@ -144,6 +162,9 @@ func TestShareRestore(t *testing.T) {
 	}
 	if _, ok := got["/outside"]; ok {
 		t.Error("a file outside the shared directory is in the share")
+	}
+	if _, ok := got["/dev"]; ok {
+		t.Error("a device node is in the share")
 	}
 
 	// The share follows the directory's inode: moved away and replaced, it is not updated.

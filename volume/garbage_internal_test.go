@@ -180,3 +180,20 @@ func TestPrunePublished(t *testing.T) {
 		t.Fatalf("kept %v", keys)
 	}
 }
+
+func FuzzDecodePublished(f *testing.F) {
+	f.Add(binary.BigEndian.AppendUint64(nil, 7), binary.BigEndian.AppendUint64([]byte{recordV1}, 1_800_000_000_000_000_000))
+	f.Fuzz(func(t *testing.T, k, val []byte) {
+		tx, at, err := decodePublished(k, val)
+		if err != nil {
+			if !errors.Is(err, errBadRecord) {
+				t.Fatalf("error %v does not wrap errBadRecord", err)
+			}
+			return
+		}
+		if !bytes.Equal(binary.BigEndian.AppendUint64(nil, tx), k) ||
+			!bytes.Equal(binary.BigEndian.AppendUint64([]byte{recordV1}, uint64(at.UnixNano())), val) {
+			t.Fatalf("%x %x does not re-encode", k, val)
+		}
+	})
+}

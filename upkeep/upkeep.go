@@ -155,7 +155,8 @@ type Health struct {
 	// and returned bytes that hash to the fragment's ID).
 	Found int
 	// Missing lists, ascending, the indexes of the other fragments: no holder, a holder
-	// that said it lacks it or did not answer, or (verified) returned bad bytes or none.
+	// that said it lacks it or did not answer, or (verified) returned bad bytes or none,
+	// or stopped answering audits before this one.
 	Missing []int
 }
 
@@ -204,7 +205,9 @@ func (s *CheckStats) Suspects() []swarm.PeerID {
 type CheckOptions struct {
 	// Verify also fetches every fragment a holder confirmed and hashes it: a holder that
 	// answers HAS but serves bad bytes, or none, is found. It moves every fragment over
-	// the network, so it is for an audit, not for the background loop.
+	// the network, so it is for an audit, not for the background loop. A holder that
+	// does not answer an audit GET within Config.Timeout is not asked for its other
+	// fragments in this check: they count as missing.
 	Verify bool
 	// Progress, if set, is called as holders are done (never concurrently).
 	Progress func(Progress)

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/scatterfs/scatter/chunker"
+	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/delegate"
 	"github.com/scatterfs/scatter/dht"
@@ -93,14 +94,40 @@ func (d *delegation) loop(ctx context.Context) {
 	}
 }
 
-// round merges the repair log, then publishes the manifest of what the volume records.
-func (d *delegation) round(ctx context.Context) error {
+// merge applies the repair log to the volume.
+func (d *delegation) merge(ctx context.Context) error {
 	st, err := d.owner.Merge(ctx, d.vol)
 	if err != nil {
 		return err
 	}
 	if st.Applied > 0 {
 		d.log.Info("delegate: repair log merged", "seq", st.Seq, "applied", st.Applied, "outdated", st.Outdated)
+	}
+	return nil
+}
+
+// mergeBeforeCheck bounds the merge scatter check makes first.
+const mergeBeforeCheck = 30 * time.Second
+
+// Check implements control.Handler: the repair log is merged first, so the check counts
+// the fragments a helper placed while the mount was away, wherever they are now.
+func (c snapControl) Check(ctx context.Context, repair, verify bool, progress func(control.Step)) (*control.CheckResult, error) {
+	if d := c.snaps.deleg; d != nil {
+		mctx, cancel := context.WithTimeout(ctx, mergeBeforeCheck)
+		if err := d.merge(mctx); err != nil && ctx.Err() == nil {
+			// The check still counts what the volume records: a failed merge only means
+			// fragments a helper moved show as missing until the next merge.
+			d.log.Warn("delegate: merge the repair log before the check", "err", err)
+		}
+		cancel()
+	}
+	return c.mountControl.Check(ctx, repair, verify, progress)
+}
+
+// round merges the repair log, then publishes the manifest of what the volume records.
+func (d *delegation) round(ctx context.Context) error {
+	if err := d.merge(ctx); err != nil {
+		return err
 	}
 	refs, err := d.vol.LiveRefs(ctx)
 	if err != nil {

@@ -28,22 +28,35 @@ func benchFragments(n int) ([]byte, []chunker.FragmentID) {
 	return data, ids
 }
 
-// BenchmarkPut stores distinct 128 KiB fragments (hash check, temp file, rename).
+// BenchmarkPut stores distinct 128 KiB fragments (hash check, temp file, rename), written
+// with O_DIRECT (the default, where the filesystem takes it) and through the page cache.
 func BenchmarkPut(b *testing.B) {
-	s, err := Open(b.TempDir(), Config{Quota: 1 << 40, GCInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	data, ids := benchFragments(b.N)
-	exp := time.Now().Add(time.Hour)
-	b.SetBytes(benchSize)
-	b.ResetTimer()
-	for i := range b.N {
-		binary.BigEndian.PutUint64(data, uint64(i))
-		if err := s.Put(context.Background(), ids[i], alice, exp, data); err != nil {
-			b.Fatal(err)
+	for _, buffered := range []bool{false, true} {
+		name := "direct"
+		if buffered {
+			name = "buffered"
 		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(b.TempDir(), Config{Quota: 1 << 40, GCInterval: -1, BufferedIO: buffered})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			data, ids := benchFragments(b.N)
+			exp := time.Now().Add(time.Hour)
+			b.SetBytes(benchSize)
+			b.ResetTimer()
+			for i := range b.N {
+				binary.BigEndian.PutUint64(data, uint64(i))
+				if err := s.Put(context.Background(), ids[i], alice, exp, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if !buffered && !s.direct.Load() {
+				b.Skip("the filesystem refuses O_DIRECT")
+			}
+		})
 	}
 }
 

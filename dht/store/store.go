@@ -23,13 +23,18 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/bits"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/scatterfs/scatter/chunker"
 	"github.com/scatterfs/scatter/swarm"
@@ -94,6 +99,13 @@ type Config struct {
 	// lost in a donor crash costs only redundancy, and the CRC and hash checks keep a torn
 	// file from being served.
 	Sync bool
+	// BufferedIO writes new fragment files through the page cache. By default they are
+	// written with O_DIRECT where the filesystem takes it (and through the page cache
+	// where it does not): a donor writes each fragment once and seldom reads it soon, and
+	// copying it into newly allocated page-cache pages was the largest single cost of a
+	// PUT (1.2 CPU-s per GB against 0.3 direct, for `dd` on this ext4). Header rewrites
+	// and reads always go through the page cache.
+	BufferedIO bool
 	// GCInterval is how often the background loop drops fragments whose leases have all
 	// expired. Default DefaultGCInterval; negative disables the loop (call GC yourself).
 	GCInterval time.Duration
@@ -147,6 +159,10 @@ type Store struct {
 	// (read lock); a fragment uses stripes[id[0]].
 	stripes [256]sync.RWMutex
 
+	// direct is set while new files are written with O_DIRECT: from Open unless
+	// Config.BufferedIO, until the filesystem refuses it once.
+	direct atomic.Bool
+
 	mu    sync.Mutex // guards the fields below
 	index map[chunker.FragmentID]*entry
 	used  int64 // charged bytes, including reservations for files being written
@@ -190,6 +206,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.direct.Store(!cfg.BufferedIO)
 	if err := s.open(); err != nil {
 		if s.lock != nil {
 			s.lock.Close()
@@ -511,6 +528,15 @@ const tmpPrefix = ".tmp-"
 // writeFile writes a whole fragment file through a temporary file and a rename, so the
 // final name only ever holds a complete file.
 func (s *Store) writeFile(id chunker.FragmentID, e *entry, data []byte) (err error) {
+	if s.direct.Load() {
+		err := s.writeDirect(id, e, data)
+		if !errors.Is(err, errNoDirect) {
+			return err
+		}
+		if s.direct.Swap(false) {
+			s.log.Info("store: the filesystem refuses O_DIRECT; writing through the page cache", "dir", s.dir, "err", err)
+		}
+	}
 	p := s.path(id)
 	// The temporary file goes in the fragment's own shard directory: with one tmp/ for
 	// all, concurrent PUTs contended on that directory's inode allocation (35% of a
@@ -546,6 +572,134 @@ func (s *Store) writeFile(id chunker.FragmentID, e *entry, data []byte) (err err
 	}
 	return s.syncDir(filepath.Dir(p))
 }
+
+// errNoDirect: the filesystem does not take O_DIRECT (or its alignment); the write is to
+// be done through the page cache instead.
+var errNoDirect = errors.New("store: O_DIRECT not supported")
+
+// directAlign is the alignment of O_DIRECT buffers, lengths and offsets: 4 KiB satisfies
+// every logical block size up to the page size.
+const directAlign = 4096
+
+// writeDirect is writeFile with O_DIRECT: the header and the payload are copied into one
+// aligned buffer (a copy in user space costs far less than the kernel's into fresh
+// page-cache pages), its whole 4 KiB blocks written with O_DIRECT, and the last partial
+// block, if any, through the page cache: padding it and cutting the file back would make
+// ext4 read that block back from the disk to zero its tail.
+func (s *Store) writeDirect(id chunker.FragmentID, e *entry, data []byte) (err error) {
+	p := s.path(id)
+	tmp := filepath.Join(filepath.Dir(p), tmpPrefix+id.String()+"."+strconv.FormatUint(rand.Uint64(), 36))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_DIRECT, 0o600)
+	if errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("%w: %v", errNoDirect, err)
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	hl := e.hdrLen()
+	n := hl + len(data)
+	buf := alignedBuffer(n)
+	defer putAligned(buf)
+	b := *buf
+	h := e.hdr(id)
+	h.encode(b[:0])
+	copy(b[hl:], data)
+	whole := n / directAlign * directAlign
+	if whole > 0 {
+		if _, err := f.Write(b[:whole]); err != nil {
+			if errors.Is(err, syscall.EINVAL) {
+				return fmt.Errorf("%w: %v", errNoDirect, err)
+			}
+			return fmt.Errorf("store: writing %s: %w", id, err)
+		}
+	}
+	if whole < n {
+		if err := clearDirect(f); err != nil {
+			return fmt.Errorf("store: writing %s: %w", id, err)
+		}
+		if _, err := f.WriteAt(b[whole:n], int64(whole)); err != nil {
+			return fmt.Errorf("store: writing %s: %w", id, err)
+		}
+	}
+	if s.cfg.Sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("store: syncing %s: %w", id, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store: writing %s: %w", id, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return s.syncDir(filepath.Dir(p))
+}
+
+// clearDirect turns O_DIRECT off on f, for a write that is not block aligned.
+func clearDirect(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		flags, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		if e != 0 {
+			errno = e
+			return
+		}
+		_, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETFL, flags&^syscall.O_DIRECT)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return fmt.Errorf("fcntl: %w", errno)
+	}
+	return nil
+}
+
+// aligned recycles O_DIRECT buffers, one pool per power-of-two size from 64 KiB, so a
+// PUT neither allocates nor zeroes its buffer.
+var aligned [alignedClasses]sync.Pool // of *[]byte
+
+const (
+	minAlignedShift = 16
+	alignedClasses  = 32 - minAlignedShift
+)
+
+func alignedClass(n int) int {
+	if n <= 1<<minAlignedShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minAlignedShift
+}
+
+// alignedBuffer returns a buffer whose address is 4 KiB aligned and whose length is n
+// rounded up to 4 KiB (only the first n bytes are written).
+func alignedBuffer(n int) *[]byte {
+	size := (n + directAlign - 1) / directAlign * directAlign
+	c := alignedClass(size)
+	if p, ok := aligned[c].Get().(*[]byte); ok {
+		*p = (*p)[:size]
+		return p
+	}
+	capacity := 1 << (minAlignedShift + c)
+	raw := make([]byte, capacity+directAlign)
+	off := 0
+	if r := int(uintptr(unsafe.Pointer(&raw[0])) % directAlign); r != 0 {
+		off = directAlign - r
+	}
+	b := raw[off : off+size : off+capacity]
+	return &b
+}
+
+func putAligned(p *[]byte) { aligned[alignedClass(cap(*p))].Put(p) }
 
 // writeHeader rewrites the header of id's file in place; e has as many slots as the file.
 // A crash in the middle can tear the header: the CRC then drops the file at the next Open.

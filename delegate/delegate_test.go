@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -162,9 +164,14 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) repairer(c crypt.RepairCap) *Repairer {
-	return NewRepairer(e.dht, e.w.Net("repairer", string(c.StoragePublic())), c,
-		RepairerConfig{Pages: pipeline.Config{K: testK, M: testM}, Logger: quiet})
+func (e *env) repairer(t *testing.T, c crypt.RepairCap, state string) *Repairer {
+	t.Helper()
+	r, err := NewRepairer(e.dht, e.w.Net("repairer", string(c.StoragePublic())), c,
+		RepairerConfig{Pages: pipeline.Config{K: testK, M: testM}, Logger: quiet, StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func (e *env) publish(t *testing.T) bool {
@@ -187,7 +194,7 @@ func TestRepairRoundTrip(t *testing.T) {
 	if e.publish(t) || e.dht.puts != puts {
 		t.Fatal("unchanged refs published again")
 	}
-	r := e.repairer(e.keys.RepairCap())
+	r := e.repairer(t, e.keys.RepairCap(), "")
 	live, err := r.LiveRefs(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +273,7 @@ func TestRepairRoundTrip(t *testing.T) {
 	}
 
 	// A repairer restarted with no memory reads its log back.
-	r2 := e.repairer(e.keys.RepairCap())
+	r2 := e.repairer(t, e.keys.RepairCap(), "")
 	if _, err := r2.LiveRefs(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +300,7 @@ func TestRenewOnly(t *testing.T) {
 	ctx := t.Context()
 	e.publish(t)
 	c := e.keys.RepairCap()
-	r := e.repairer(c)
+	r := e.repairer(t, c, "")
 	live, err := r.LiveRefs(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +333,7 @@ func TestRecordsRejected(t *testing.T) {
 	first := e.dht.get(t, mpub)
 
 	// Another drive's capability opens nothing of this drive.
-	other := e.repairer(keysOf(9).RepairCap())
+	other := e.repairer(t, keysOf(9).RepairCap(), "")
 	if _, err := other.LiveRefs(ctx); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("another drive's repairer: %v, want ErrNotFound (its own manifest name)", err)
 	}
@@ -366,7 +373,7 @@ func TestRecordsRejected(t *testing.T) {
 		t.Fatalf("payload under another sequence: %v", err)
 	}
 	// Replay: after a newer manifest, the first one put back is refused.
-	r := e.repairer(c)
+	r := e.repairer(t, c, "")
 	if _, err := r.LiveRefs(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -377,12 +384,32 @@ func TestRecordsRejected(t *testing.T) {
 	if live, err := r.LiveRefs(ctx); err != nil || len(live) != 3+2 {
 		t.Fatalf("after the second manifest: %d refs, %v", len(live), err)
 	}
+	newest := e.dht.get(t, mpub)
 	e.dht.set(t, mpub, first)
 	if _, _, err := getRecord(ctx, e.dht, mpub, c.ManifestPayloadKey(), adManifest, r.manifestSeq); !errors.Is(err, ErrReplay) {
 		t.Fatalf("replayed manifest: %v, want ErrReplay", err)
 	}
 	if live, err := r.LiveRefs(ctx); err != nil || len(live) != 3+2 {
 		t.Fatalf("with the old manifest replayed the repairer keeps the newer: %d refs, %v", len(live), err)
+	}
+
+	// A repairer restarted with its state file refuses the replayed manifest too.
+	state := filepath.Join(t.TempDir(), "state")
+	e.dht.set(t, mpub, newest)
+	r1 := e.repairer(t, c, state)
+	if _, err := r1.LiveRefs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.dht.set(t, mpub, first)
+	r2 := e.repairer(t, c, state)
+	if _, err := r2.LiveRefs(ctx); !errors.Is(err, ErrReplay) {
+		t.Fatalf("restarted repairer shown an old manifest: %v, want ErrReplay", err)
+	}
+	if err := os.WriteFile(state, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRepairer(e.dht, e.w.Net("x", "y"), c, RepairerConfig{StateFile: state}); err == nil {
+		t.Fatal("a garbled state file accepted")
 	}
 }
 
@@ -405,7 +432,7 @@ func TestMergeSkipsOwnerRepairs(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	e.publish(t)
-	r := e.repairer(e.keys.RepairCap())
+	r := e.repairer(t, e.keys.RepairCap(), "")
 	if _, err := r.LiveRefs(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +32,9 @@ type RepairerConfig struct {
 	// Logger receives a line when the manifest or the log changes; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// StateFile, if set, keeps the highest manifest and log sequences seen across
+	// restarts, so an older manifest replayed to a restarted repairer is refused too.
+	StateFile string
 }
 
 // Repairer is the helper's side: an upkeep.Drive backed by the drive's repair manifest.
@@ -61,10 +65,40 @@ type Repairer struct {
 
 // NewRepairer returns a Repairer holding capability c, reading and writing records
 // through dht and pages through net (which must act for c.Storage).
-func NewRepairer(dht routing.ValueStore, net swarm.Network, c crypt.RepairCap, cfg RepairerConfig) *Repairer {
+// A StateFile that exists but cannot be read is an error.
+func NewRepairer(dht routing.ValueStore, net swarm.Network, c crypt.RepairCap, cfg RepairerConfig) (*Repairer, error) {
 	cfg.Validity = cmp.Or(cfg.Validity, DefaultValidity)
-	return &Repairer{dht: dht, cap: c, logSK: c.LogKey(), pages: newPages(net, c, cfg.Pages), cfg: cfg,
+	r := &Repairer{dht: dht, cap: c, logSK: c.LogKey(), pages: newPages(net, c, cfg.Pages), cfg: cfg,
 		log: cmp.Or(cfg.Logger, slog.Default()), overlay: map[string]Replacement{}}
+	if cfg.StateFile != "" {
+		b, err := os.ReadFile(cfg.StateFile)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("delegate: repairer state: %w", err)
+		default:
+			if _, err := fmt.Sscanf(string(b), "manifest %d log %d\n", &r.manifestSeq, &r.logSeq); err != nil {
+				return nil, fmt.Errorf("delegate: repairer state %s: %w", cfg.StateFile, err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// saveState records the sequences seen in StateFile, through a rename so a crash leaves
+// the old or the new state.
+func (r *Repairer) saveState() error {
+	if r.cfg.StateFile == "" {
+		return nil
+	}
+	tmp := r.cfg.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "manifest %d log %d\n", r.manifestSeq, r.logSeq), 0o600); err != nil {
+		return fmt.Errorf("delegate: repairer state: %w", err)
+	}
+	if err := os.Rename(tmp, r.cfg.StateFile); err != nil {
+		return fmt.Errorf("delegate: repairer state: %w", err)
+	}
+	return nil
 }
 
 // refKey names a Ref with its holders.
@@ -122,6 +156,9 @@ func (r *Repairer) refresh(ctx context.Context) error {
 	}
 	first := !r.loaded
 	r.manifest, r.meta, r.manifestSeq, r.loaded = refs, meta, seq, true
+	if err := r.saveState(); err != nil {
+		r.log.Warn("delegate: keeping the manifest sequence", "err", err)
+	}
 	if first {
 		if err := r.loadLog(ctx); err != nil {
 			r.loaded = false // try the log again next time, before publishing over it
@@ -277,6 +314,9 @@ func (r *Repairer) publishLog(ctx context.Context) error {
 		return fmt.Errorf("delegate: put repair log record: %w", err)
 	}
 	r.logRefs, r.dirty = logRefs, false
+	if err := r.saveState(); err != nil {
+		r.log.Warn("delegate: keeping the log sequence", "err", err)
+	}
 	r.log.Info("delegate: repair log published", "seq", seq, "replacements", len(rs))
 	return nil
 }

@@ -138,7 +138,7 @@ for the owner's mount to merge. It never deletes and cannot read the drive.`,
 	}
 	stopRepair := func() {}
 	if rcap != nil {
-		if stopRepair, err = o.repair.start(n, *rcap, log); err != nil {
+		if stopRepair, err = o.repair.start(n, *rcap, o.dir, log); err != nil {
 			return errors.Join(err, n.Close())
 		}
 		// Deferred too for the early returns below; the loop stops before the node closes.
@@ -233,12 +233,18 @@ func (r *repairFlags) check() error {
 
 // start runs the repairer on node n, whose Config.Owner is c.Storage: an upkeep loop
 // over the drive's repair manifest, with no garbage collection. stop ends it.
-func (r *repairFlags) start(n *dht.Node, c crypt.RepairCap, log *slog.Logger) (stop func(), err error) {
+// The highest manifest and log sequences seen are kept in dataDir/repair-state.
+func (r *repairFlags) start(n *dht.Node, c crypt.RepairCap, dataDir string, log *slog.Logger) (stop func(), err error) {
 	nw, err := dht.NewNetwork(n, dht.NetworkConfig{})
 	if err != nil {
 		return nil, err
 	}
-	rep := delegate.NewRepairer(n.DHT(), nw, c, delegate.RepairerConfig{Pages: pipeline.Config{Lease: r.lease}, Logger: log})
+	rep, err := delegate.NewRepairer(n.DHT(), nw, c, delegate.RepairerConfig{
+		Pages: pipeline.Config{Lease: r.lease}, Logger: log, StateFile: filepath.Join(dataDir, "repair-state"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	u := upkeep.New(nw, upkeep.Config{Lease: r.lease})
 	loop := upkeep.Start(u, rep.Drive(), upkeep.LoopConfig{
 		RenewEvery: r.renewEvery, CheckEvery: r.checkEvery, CollectEvery: -1, RepairRate: int64(r.rate), Logger: log,

@@ -63,7 +63,10 @@ func TestDelegationRound(t *testing.T) {
 		dead = append(dead, f.Peer)
 	}
 	helperNet := w.Net("helper", "owner") // the same fragment owner: the capability's storage key
-	rep := delegate.NewRepairer(records, helperNet, keys.RepairCap(), delegate.RepairerConfig{Logger: quietLog})
+	rep, err := delegate.NewRepairer(records, helperNet, keys.RepairCap(), delegate.RepairerConfig{Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
 	loop := upkeep.Start(upkeep.New(helperNet, upkeep.Config{}), rep.Drive(),
 		upkeep.LoopConfig{RenewEvery: time.Hour, CheckEvery: -1, Logger: quietLog}) // the check is Run below
 	defer loop.Close()

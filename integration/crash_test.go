@@ -29,11 +29,11 @@ func TestDonorCrash(t *testing.T) {
 		t.Skip("starts a donor process")
 	}
 	const (
-		// With the 88-byte header of one lease slot (docs/format.md, "Donor store") a
-		// fragment file is exactly 64 KiB, so the store charges 64 KiB for each.
-		fragSize = 64<<10 - 88
+		// With the 92-byte header of one lease slot (docs/format.md, "Donor store",
+		// version 2) a fragment file is exactly 64 KiB, so the store charges 64 KiB for each.
+		fragSize = 64<<10 - 92
 		charge   = 64 << 10
-		header   = 88
+		header   = 92
 		workers  = 8
 		killAt   = 400 // acknowledged PUTs before the kill
 	)

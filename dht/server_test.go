@@ -208,7 +208,7 @@ func TestFragmentPutRejected(t *testing.T) {
 func TestFragmentQuotaConcurrent(t *testing.T) {
 	const (
 		size   = 100000
-		charge = 102400 // size + 88-byte header, rounded up to 4 KiB
+		charge = 102400 // size + 92-byte header, rounded up to 4 KiB
 		quota  = 40*charge + 4000
 	)
 	e := newFragEnv(t, quota, ServerConfig{})

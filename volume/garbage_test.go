@@ -12,6 +12,10 @@ import (
 // publish takes a snapshot of e's volume and records it as published at at.
 func (e *env) publish(st *snapStore, at time.Time) snapshot.Ptr {
 	e.t.Helper()
+	// Namespace changes commit within a window; a snapshot reads the last commit.
+	if err := e.v.SyncAll(ctx); err != nil {
+		e.t.Fatal(err)
+	}
 	root, _, err := e.v.Snapshot(ctx, st, st.keys)
 	if err != nil {
 		e.t.Fatal(err)
@@ -68,6 +72,9 @@ func TestGarbageWaitsForPublishedSnapshot(t *testing.T) {
 		t.Fatalf("%d collectable while the published snapshot references them", n)
 	}
 	// A newer snapshot taken but not (yet) published protects nothing less.
+	if err := e.v.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
 	root, _, err := e.v.Snapshot(ctx, st, st.keys)
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +227,9 @@ func TestSnapshotPublishedIsNoChange(t *testing.T) {
 	e := newEnv(t, volume.Config{InlineMax: 1})
 	st := newSnapStore()
 	e.writeFile("f", 'a', 1)
+	if err := e.v.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
 	root, _, err := e.v.Snapshot(ctx, st, st.keys)
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,9 @@ func TestSnapshotsReleaseGarbage(t *testing.T) {
 	if err := v.Unlink(ctx, volume.RootIno, "f"); err != nil {
 		t.Fatal(err)
 	}
+	if err := v.SyncAll(ctx); err != nil { // the unlink committed: snapshots read the last commit
+		t.Fatal(err)
+	}
 	if g, err := v.Garbage(ctx, time.Now().Add(time.Hour)); err != nil || len(g) != 0 {
 		t.Fatalf("garbage before any publication: %d, %v", len(g), err)
 	}

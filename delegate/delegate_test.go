@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"go.uber.org/goleak"
 
+	"github.com/scatterfs/scatter/chunker"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/root"
@@ -525,4 +527,67 @@ func TestListErrors(t *testing.T) {
 	if _, err := encodeList(kindManifest, []pipeline.Ref{{K: 0}}); err == nil {
 		t.Fatal("a ref with k = 0 encoded")
 	}
+}
+
+// TestIncrementalPages: a manifest of many Refs spans several pages cut by content; after
+// one more Ref only the page it falls in and the index are put again, and a repairer reads
+// the new manifest whole.
+func TestIncrementalPages(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	fake := func() pipeline.Ref {
+		r := pipeline.Ref{Size: 1 << 20, SealedLen: 1<<20 + 17, K: testK, M: testM}
+		for i := range r.ID {
+			r.ID[i] = byte(rnd.Uint32())
+		}
+		for i := range testK + testM {
+			var f chunker.FragmentID
+			f[0], f[1] = byte(i), byte(rnd.Uint32())
+			r.Fragments = append(r.Fragments, pipeline.Fragment{ID: f, Peer: e.peers[i]})
+		}
+		return r
+	}
+	refs := make([]pipeline.Ref, 5000)
+	for i := range refs {
+		refs[i] = fake()
+	}
+	puts := func() (n int) {
+		for _, p := range e.peers {
+			n += e.w.Requests(p, memnet.OpPut)
+		}
+		return n
+	}
+	if _, err := e.owner.Publish(ctx, refs); err != nil {
+		t.Fatal(err)
+	}
+	pages := len(encodePages(kindManifest, sortedRefs(refs)))
+	if pages < 3 {
+		t.Fatalf("5000 refs in %d pages, want several", pages)
+	}
+	e.w.ResetRequests()
+	refs = append(refs, fake())
+	if ok, err := e.owner.Publish(ctx, refs); err != nil || !ok {
+		t.Fatalf("publish after one more ref: %v %v", ok, err)
+	}
+	// One page and the index, each coded 4+2 (a cut may move: at most two pages).
+	got := puts()
+	t.Logf("%d refs in %d pages; one more ref: %d fragment PUTs", len(refs), pages, got)
+	if got > 3*(testK+testM) {
+		t.Fatalf("%d fragment PUTs for one more ref in %d pages, want at most %d", got, pages, 3*(testK+testM))
+	}
+	r := e.repairer(t, e.keys.RepairCap(), "")
+	live, err := r.LiveRefs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(refs) + 1 + len(encodePages(kindManifest, sortedRefs(refs))); len(live) != want {
+		t.Fatalf("repairer sees %d refs, want %d", len(live), want)
+	}
+}
+
+func sortedRefs(refs []pipeline.Ref) []pipeline.Ref {
+	refs = slices.Clone(refs)
+	slices.SortFunc(refs, compareRefs)
+	return refs
 }

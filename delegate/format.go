@@ -46,8 +46,13 @@ const (
 	// maxRefs bounds a list before anything is allocated for it: the largest page holds
 	// refsPerPage Refs (logs: pairs), an index far fewer.
 	maxRefs = 1 << 20
-	// refsPerPage is how many Refs a page holds: about 0.5-1 MiB with RS(8,4).
+	// refsPerPage is the most Refs a page holds: about 0.5-1 MiB with RS(8,4).
 	refsPerPage = 2048
+	// cutMask cuts a manifest page after a Ref whose chunk ID's last two bytes have
+	// these bits zero: 1024 Refs a page on average. Chunk IDs are keyed hashes, so a cut
+	// depends on that Ref alone and a change to the drive changes only the pages around
+	// it: the others keep their bytes, hence their chunk IDs, and are not put again.
+	cutMask = 1023
 )
 
 // encodeList writes refs as a list of kind: version, kind, the peers table (distinct

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,9 +65,10 @@ type Owner struct {
 	seq      uint64     // last manifest sequence used
 	sum      [32]byte   // hash of the Refs last published
 	body     *recordBody
-	signedAt time.Time // when the last record was signed
-	putAt    time.Time // when its pages were put
-	logSeq   uint64    // highest repair log sequence seen
+	signedAt time.Time                      // when the last record was signed
+	putAt    time.Time                      // when every page was last put (known reset)
+	logSeq   uint64                         // highest repair log sequence seen
+	known    map[crypt.ChunkID]pipeline.Ref // pages on the peers since putAt, by chunk ID: not put again
 }
 
 // NewOwner returns the Owner of the drive whose keys are keys, publishing through dht and
@@ -94,16 +96,24 @@ func manifestSum(refs []pipeline.Ref) [32]byte {
 	return s
 }
 
-// encodePages sorts refs and cuts them into pages of refsPerPage. Encoding sorted,
-// well-formed Refs cannot fail; the Refs were checked by the caller.
+// encodePages cuts sorted refs into pages: after a Ref whose chunk ID matches cutMask,
+// and at refsPerPage at most. Encoding checked Refs cannot fail.
 func encodePages(kind byte, refs []pipeline.Ref) [][]byte {
 	var out [][]byte
-	for chunk := range slices.Chunk(refs, refsPerPage) {
-		b, err := encodeList(kind, chunk)
-		if err != nil {
-			panic("BUG: delegate: encode checked refs: " + err.Error())
+	start := 0
+	for i := range refs {
+		id := refs[i].ID
+		last := i+1 == len(refs)
+		// Variants of one chunk stay on one page: a cut falls after the last of them.
+		sameNext := !last && refs[i+1].ID == id
+		if last || i+1-start == refsPerPage || !sameNext && binary.BigEndian.Uint16(id[30:])&cutMask == 0 {
+			b, err := encodeList(kind, refs[start:i+1])
+			if err != nil {
+				panic("BUG: delegate: encode checked refs: " + err.Error())
+			}
+			out = append(out, b)
+			start = i + 1
 		}
-		out = append(out, b)
 	}
 	return out
 }
@@ -127,15 +137,23 @@ func (o *Owner) Publish(ctx context.Context, refs []pipeline.Ref) (bool, error) 
 	now := time.Now()
 	body := o.body
 	if body == nil || sum != o.sum || now.Sub(o.putAt) > o.cfg.Pages.Lease/2 {
+		if o.known == nil || now.Sub(o.putAt) > o.cfg.Pages.Lease/2 {
+			// Pages older than half their lease are put again, not reused.
+			o.known, o.putAt = map[crypt.ChunkID]pipeline.Ref{}, now
+		}
 		body = &recordBody{count: uint32(len(refs))}
 		if len(refs) > 0 {
-			index, _, err := o.pages.write(ctx, 0, 0, encodePages(kindManifest, refs))
+			index, pageRefs, err := o.pages.writeKnown(ctx, encodePages(kindManifest, refs), o.known)
 			if err != nil {
 				return false, err
 			}
 			body.index = &index
+			// Only the current manifest's pages are worth reusing.
+			o.known = make(map[crypt.ChunkID]pipeline.Ref, len(pageRefs))
+			for _, r := range pageRefs {
+				o.known[r.ID] = r
+			}
 		}
-		o.putAt = now
 	} else if now.Sub(o.signedAt) < o.cfg.Republish {
 		return false, nil
 	}
@@ -184,6 +202,12 @@ func (o *Owner) Merge(ctx context.Context, d Refs) (MergeStats, error) {
 	}
 	st.Seq, st.Logged = seq, len(rs)
 	o.logSeq = seq
+	for _, r := range rs {
+		// Pages of the manifest the repairer moved: reuse them where they are now.
+		if k, ok := o.known[r.Old.ID]; ok && sameRef(&k, &r.Old) {
+			o.known[r.Old.ID] = r.New
+		}
+	}
 	if len(rs) == 0 {
 		return st, nil
 	}

@@ -51,6 +51,16 @@ func (p *pages) storeFor(k, m uint8) (*pipeline.Store, error) {
 // write puts each encoded page, then the index listing them, coded k+m (k 0: the
 // configured shape), and returns the index Ref and the pages' Refs.
 func (p *pages) write(ctx context.Context, k, m uint8, encoded [][]byte) (pipeline.Ref, []pipeline.Ref, error) {
+	return p.put(ctx, k, m, encoded, nil)
+}
+
+// writeKnown is write in the configured shape, except that a page whose chunk ID is in
+// known is not put again: its Ref there is used.
+func (p *pages) writeKnown(ctx context.Context, encoded [][]byte, known map[crypt.ChunkID]pipeline.Ref) (pipeline.Ref, []pipeline.Ref, error) {
+	return p.put(ctx, 0, 0, encoded, known)
+}
+
+func (p *pages) put(ctx context.Context, k, m uint8, encoded [][]byte, known map[crypt.ChunkID]pipeline.Ref) (pipeline.Ref, []pipeline.Ref, error) {
 	s, err := p.storeFor(k, m)
 	if err != nil {
 		return pipeline.Ref{}, nil, err
@@ -59,6 +69,10 @@ func (p *pages) write(ctx context.Context, k, m uint8, encoded [][]byte) (pipeli
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for i, b := range encoded {
+		if r, ok := known[p.keys.ChunkID(b)]; ok {
+			refs[i] = r
+			continue
+		}
 		g.Go(func() error {
 			r, err := s.Put(gctx, b)
 			if err != nil {

@@ -81,6 +81,7 @@ func (d *delegation) loop(ctx context.Context) {
 	defer close(d.done)
 	t := time.NewTicker(delegateEvery)
 	defer t.Stop()
+	var merged time.Time // last merge; a kick merges only if one is due, as a DHT lookup costs
 	for {
 		select {
 		case <-ctx.Done():
@@ -88,8 +89,12 @@ func (d *delegation) loop(ctx context.Context) {
 		case <-t.C:
 		case <-d.kickc:
 		}
-		if err := d.round(ctx); err != nil && ctx.Err() == nil {
+		merge := time.Since(merged) >= delegateEvery
+		if err := d.round(ctx, merge); err != nil && ctx.Err() == nil {
 			d.log.Warn("delegate: repair manifest and log", "err", err)
+		}
+		if merge {
+			merged = time.Now()
 		}
 	}
 }
@@ -124,20 +129,23 @@ func (c snapControl) Check(ctx context.Context, repair, verify bool, progress fu
 	return c.mountControl.Check(ctx, repair, verify, progress)
 }
 
-// round merges the repair log, then publishes the manifest of what the volume records.
-func (d *delegation) round(ctx context.Context) error {
-	if err := d.merge(ctx); err != nil {
-		return err
+// round merges the repair log (with merge), then publishes the manifest of what the
+// volume records. A failed merge does not stop the publication: the repairer keeps the
+// replacements the manifest does not reflect yet.
+func (d *delegation) round(ctx context.Context, merge bool) error {
+	var merr error
+	if merge {
+		merr = d.merge(ctx)
 	}
 	refs, err := d.vol.LiveRefs(ctx)
 	if err != nil {
-		return err
+		return errors.Join(merr, err)
 	}
 	published, err := d.owner.Publish(ctx, refs)
 	if published {
 		d.log.Debug("delegate: repair manifest published", "chunks", len(refs))
 	}
-	return err
+	return errors.Join(merr, err)
 }
 
 // holdersNet is the swarm.Network the manifest's pages are put through: the mount's host

@@ -48,7 +48,7 @@ func TestDelegationRound(t *testing.T) {
 	records := newMemDHT()
 	d := &delegation{vol: v, owner: delegate.NewOwner(records, w.Net("me", "owner"), keys,
 		delegate.OwnerConfig{Pages: pipeline.Config{K: 4, M: 2}}), log: quietLog}
-	if err := d.round(ctx); err != nil {
+	if err := d.round(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 
@@ -75,7 +75,7 @@ func TestDelegationRound(t *testing.T) {
 	}
 
 	// The owner is back: the next round merges.
-	if err := d.round(ctx); err != nil {
+	if err := d.round(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	after, err := v.LiveRefs(ctx)

@@ -135,6 +135,8 @@ func (c *committer) flusher() {
 			if c.tx != nil && c.gen == gen {
 				if err := c.commitLocked(); err != nil {
 					c.log.Error("metadata: deferred commit failed", "err", err)
+				} else if testHookWindowCommitted != nil {
+					testHookWindowCommitted()
 				}
 			}
 			c.mu.Unlock()
@@ -142,6 +144,10 @@ func (c *committer) flusher() {
 		}
 	}
 }
+
+// testHookWindowCommitted, when set by a test, runs after the flusher committed a
+// transaction whose window ended.
+var testHookWindowCommitted func()
 
 func runHooks(hooks []after) {
 	for _, h := range hooks {

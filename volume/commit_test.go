@@ -210,3 +210,30 @@ func TestNoopSetattr(t *testing.T) {
 		t.Errorf("chmod: mode %o ctime %v (was %v)", b.Mode&0o7777, b.Ctime, a.Ctime)
 	}
 }
+
+// TestWindowEnds: with no sync point at all, an acknowledged change commits when its
+// window ends, and survives a crash after that.
+func TestWindowEnds(t *testing.T) {
+	committed := make(chan struct{}, 1)
+	volume.SetWindowCommittedHook(func() {
+		select {
+		case committed <- struct{}{}:
+		default:
+		}
+	})
+	// Cleanups run last-in first-out: the hook is reset after the volume is closed.
+	t.Cleanup(func() { volume.SetWindowCommittedHook(nil) })
+	e := newEnv(t, volume.Config{CommitWindow: time.Millisecond})
+	if _, err := e.v.Mkdir(ctx, volume.RootIno, "d", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-committed:
+	case <-time.After(time.Minute): // a guard against a hang, not a timing assertion
+		t.Fatal("the window never committed")
+	}
+	e.crash()
+	if !exists(e, volume.RootIno, "d") {
+		t.Error("a change committed by its window's end lost in a crash")
+	}
+}

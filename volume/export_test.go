@@ -83,3 +83,7 @@ func HasInodeKey(v *Volume, key string) (ok bool) {
 	})
 	return ok
 }
+
+// SetWindowCommittedHook makes fn run each time a transaction commits because its commit
+// window ended (nil: no hook).
+func SetWindowCommittedHook(fn func()) { testHookWindowCommitted = fn }

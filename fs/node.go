@@ -348,8 +348,8 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Fsync of a node without a handle: metadata commits are already durable, so only a
-// directory has more to do (see volume.SyncDir).
+// Fsync of a node without a handle: a directory's (volume.SyncDir makes every
+// acknowledged namespace change durable, then snapshots); regular files come with theirs.
 func (n *node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	if h, ok := fh.(*handle); ok {
 		return h.Fsync(ctx, flags)

@@ -62,8 +62,9 @@ func (v *Volume) ChunkRefs(ctx context.Context) ([]pipeline.Ref, error) {
 	return refs, nil
 }
 
-// SyncAll returns once every file that holds staged data when it is called has it on
-// the peers (or inline in the metadata): fsync(2) of the whole drive. It makes those
+// SyncAll makes every namespace change acknowledged before it durable, and returns once
+// every file that holds staged data when it is called has it on the peers (or inline in
+// the metadata): fsync(2) of the whole drive. It makes those
 // files' uploads start at once, even while they are open for writing. It waits as long
 // as ctx allows: a file written without pause keeps data staged, and uploads retry while
 // no peer takes data. On cancellation the data stays staged and journalled.

@@ -158,10 +158,9 @@ func runHooks(hooks []after) {
 // do applies fn, a namespace operation, and returns once the change is acknowledged:
 // visible to every later operation and read, and durable within the commit window.
 // fn must return a user error (see userErrs), or errUnchanged, only before it changes
-// anything. fn may run
-// again after do returned (when a later operation fails and the transaction is rebuilt,
-// see rerun): it must then compute the same change and leave the caller's outputs and
-// in-memory state alone.
+// anything. fn may run again after do returned (when a later operation fails and the
+// transaction is rebuilt, see rerun): it must then compute the same change and leave the
+// caller's outputs and in-memory state alone.
 func (c *committer) do(fn func(*bolt.Tx) error) error { return c.apply(fn, nil, false) }
 
 // doThen is do with then, run once the transaction holding the change is over: committed
@@ -216,27 +215,35 @@ func (c *committer) apply(fn func(*bolt.Tx) error, then func(bool), durable bool
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := fn(c.tx)
+	changed := err == nil
+	if err == errUnchanged {
+		err = nil
+	}
 	switch {
-	case err != nil && err != errUnchanged && (durable || !isUserErr(err)):
+	case err != nil && (durable || !isUserErr(err)):
 		c.abortLocked()
 		return err
 	case err != nil:
-		// Nothing changed. An empty transaction is not worth a commit.
-		if len(c.acked) == 0 {
-			c.tx.Rollback()
-			c.tx = nil
-		}
-		if err == errUnchanged {
-			return nil
-		}
+		c.dropIfEmptyLocked() // nothing changed
 		return err
-	}
-	if durable || c.window <= 0 {
+	case !changed && then == nil && (!durable || len(c.acked) == 0):
+		c.dropIfEmptyLocked()
+		return nil
+	case durable || c.window <= 0:
 		c.acked = append(c.acked, pending{then: then})
 		return c.commitLocked()
 	}
 	c.acked = append(c.acked, pending{fn: fn, then: then})
 	return nil
+}
+
+// dropIfEmptyLocked rolls back the open transaction if no operation changed it: an
+// empty transaction is not worth a commit.
+func (c *committer) dropIfEmptyLocked() {
+	if len(c.acked) == 0 {
+		c.tx.Rollback()
+		c.tx = nil
+	}
 }
 
 // commitLocked commits the open transaction (wmu and mu held). If the commit fails, the
@@ -301,7 +308,7 @@ func (c *committer) replayLocked(acked []pending) {
 		c.replaying = true
 		defer func() { c.replaying = false }()
 		for _, p := range ops {
-			if err := p.fn(tx); err != nil && !isUserErr(err) {
+			if err := p.fn(tx); err != nil && err != errUnchanged && !isUserErr(err) {
 				return err
 			}
 		}

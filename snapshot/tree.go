@@ -52,6 +52,7 @@ type Builder struct {
 	objs  map[crypt.ChunkID]pipeline.Ref
 	cut   *blake3.Hasher
 	stats Stats
+	trace *[]pipeline.Ref // DirRefs: every object the current Dir call stores or finds
 }
 
 // NewBuilder returns a Builder storing objects through store for the drive whose keys
@@ -104,6 +105,9 @@ func (b *Builder) put(ctx context.Context, plain []byte) (Ptr, error) {
 		}
 		b.objs[id] = ref
 		b.stats.Objects++
+	}
+	if b.trace != nil {
+		*b.trace = append(*b.trace, ref)
 	}
 	return Ptr{Ref: ref, Key: b.keys.ChunkKey(id)}, nil
 }
@@ -230,6 +234,34 @@ func (b *Builder) Dir(ctx context.Context, entries []Entry) (Ptr, error) {
 	return b.tree(ctx, kindEntries, items, func(i int) bool {
 		return b.hash('n', []byte(entries[i].Name))&leafMask == 0
 	})
+}
+
+// DirRefs is Dir that also returns the Ref of every object of the directory's own tree:
+// its pages and its files' extent trees, not its subdirectories' trees. A later Builder
+// that reuses the returned Ptr for an unchanged directory passes them to Adopt.
+func (b *Builder) DirRefs(ctx context.Context, entries []Entry) (Ptr, []pipeline.Ref, error) {
+	var refs []pipeline.Ref
+	b.trace = &refs
+	defer func() { b.trace = nil }()
+	p, err := b.Dir(ctx, entries)
+	if err != nil {
+		return Ptr{}, nil, err
+	}
+	return p, refs, nil
+}
+
+// Adopt records refs, the objects of a directory tree an earlier Builder stored (as
+// DirRefs returned them), as objects of this snapshot without storing or encoding them
+// again: the caller reuses that tree's Ptr because nothing in it changed. They count in
+// Stats.Objects and appear in Objects, so the next Builder knows them too.
+func (b *Builder) Adopt(refs []pipeline.Ref) {
+	for _, ref := range refs {
+		if _, ok := b.objs[ref.ID]; ok {
+			continue
+		}
+		b.objs[ref.ID] = ref
+		b.stats.Objects++
+	}
 }
 
 // Root stores the snapshot's root object: info and top, the top directory's entry (named

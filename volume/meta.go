@@ -41,6 +41,9 @@ func getAttr(tx *bolt.Tx, ino uint64) (Attr, error) {
 }
 
 func putAttr(tx *bolt.Tx, a *Attr) error {
+	if err := snapDirty(tx, a.Ino); err != nil { // snapdirty.go: the next snapshot rebuilds its directories
+		return err
+	}
 	return tx.Bucket(bInodes).Put(inoKey(a.Ino), encodeAttr(a))
 }
 
@@ -55,6 +58,9 @@ func getDirent(tx *bolt.Tx, parent uint64, name string) (dirent, bool, error) {
 
 // putDirent adds name to parent with a fresh listing cookie.
 func putDirent(tx *bolt.Tx, parent uint64, name string, ino uint64, typ uint32) error {
+	if err := snapDirty(tx, parent); err != nil {
+		return err
+	}
 	cb := tx.Bucket(bCookies)
 	c, err := cb.NextSequence()
 	if err != nil {
@@ -67,6 +73,9 @@ func putDirent(tx *bolt.Tx, parent uint64, name string, ino uint64, typ uint32) 
 }
 
 func delDirent(tx *bolt.Tx, parent uint64, name string, d dirent) error {
+	if err := snapDirty(tx, parent); err != nil {
+		return err
+	}
 	if err := tx.Bucket(bCookies).Delete(pairKey(parent, d.Cookie)); err != nil {
 		return err
 	}
@@ -94,6 +103,9 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 // deleteInode removes an inode and everything keyed by it.
 func deleteInode(tx *bolt.Tx, ino uint64) error {
 	k := inoKey(ino)
+	if err := snapDirty(tx, ino); err != nil {
+		return err
+	}
 	for _, b := range [][]byte{bInodes, bJournal, bOrphans} {
 		if err := tx.Bucket(b).Delete(k); err != nil {
 			return err
@@ -156,6 +168,9 @@ func putExtent(tx *bolt.Tx, ino uint64, e extentAt) error {
 	if err := delExtent(tx, ino, e.Off); err != nil {
 		return err
 	}
+	if err := snapDirty(tx, ino); err != nil {
+		return err
+	}
 	if e.Ref != nil {
 		if err := refChunk(tx, e.Ref, 1); err != nil {
 			return err
@@ -175,6 +190,9 @@ func delExtent(tx *bolt.Tx, ino uint64, off int64) error {
 	e, err := decodeExtent(old)
 	if err != nil {
 		return fmt.Errorf("inode %d extent at %d: %w", ino, off, err)
+	}
+	if err := snapDirty(tx, ino); err != nil {
+		return err
 	}
 	if e.Ref != nil {
 		if err := refChunk(tx, e.Ref, -1); err != nil {

@@ -825,6 +825,9 @@ func (v *Volume) RemoveXattr(ctx context.Context, ino uint64, name string) error
 		if b.Get(k) == nil {
 			return ErrNoAttr
 		}
+		if err := snapDirty(tx, ino); err != nil { // no attribute write marks it
+			return err
+		}
 		return b.Delete(k)
 	})
 }

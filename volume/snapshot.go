@@ -129,17 +129,24 @@ type snapDir struct {
 }
 
 // Snapshot writes the drive's metadata as a snapshot through store and returns its root.
-// Objects the last snapshot already put on the peers are not put again, so the cost is
-// the pages along the paths that changed. The tree is read in one read transaction and
-// uploaded after it ends (a read transaction held during uploads would stall writers
-// that grow the file).
+// Objects the last snapshot already put on the peers are not put again, so the upload is
+// the pages along the paths that changed. Directories that did not change since the last
+// snapshot this process took are neither read nor encoded: their trees are reused
+// (snapdirty.go), so the work too is proportional to the directories that changed (the
+// first snapshot after Open reads the whole tree). The changed directories are read in
+// one read transaction and uploaded after it ends (a read transaction held during uploads
+// would stall writers that grow the file).
 //
 // Data still staged is not in the snapshot: a file with staged bytes appears with the
 // extents last uploaded (the staged ranges read as their previous content, or as holes)
 // and its recorded size. Callers that want every byte call SyncAll first.
 func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt.Keys) (snapshot.Ptr, snapshot.Stats, error) {
+	c := &v.snap
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var (
 		dirs   []*snapDir // pre-order: a directory before its subdirectories
+		reused []uint64   // unchanged cached directories whose parents are rebuilt
 		top    snapshot.Entry
 		info   snapshot.Info
 		known  = map[crypt.ChunkID]pipeline.Ref{}
@@ -157,10 +164,23 @@ func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt
 		}); err != nil {
 			return err
 		}
+		// The cache holds the last snapshot recorded, or nothing (a failed snapshot
+		// leaves both as they were; anything else that records a root empties it).
+		if c.root == nil || !bytes.Equal(c.root, tx.Bucket(bSnapState).Get(snapKeyRoot)) {
+			c.reset()
+		}
+		dirty, err := c.dirtyDirs(tx)
+		if err != nil {
+			return err
+		}
+		rebuild := func(d uint64) bool { _, ok := c.dirs[d]; return !ok || dirty[d] }
 		info = snapshot.Info{Time: time.Now(), NextIno: tx.Bucket(bInodes).Sequence()}
-		var err error
 		if top, err = snapEntry(tx, RootIno, ""); err != nil {
 			return err
+		}
+		if !rebuild(RootIno) {
+			reused = append(reused, RootIno)
+			return nil
 		}
 		loaded := map[uint64]snapshot.Entry{} // hard-linked inodes, loaded once
 		stack := []uint64{RootIno}
@@ -172,8 +192,8 @@ func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt
 			stack = stack[:len(stack)-1]
 			dirs = append(dirs, d)
 			p := inoKey(d.ino)
-			c := tx.Bucket(bDirents).Cursor()
-			for k, val := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = c.Next() {
+			cur := tx.Bucket(bDirents).Cursor()
+			for k, val := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, val = cur.Next() {
 				de, err := decodeDirent(val)
 				if err != nil {
 					return fmt.Errorf("entry %q of %d: %w", k[8:], d.ino, err)
@@ -190,8 +210,12 @@ func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt
 				}
 				e.Name = name
 				d.entries = append(d.entries, e)
-				if e.IsDir() {
+				switch {
+				case !e.IsDir():
+				case rebuild(de.Ino):
 					stack = append(stack, de.Ino)
+				default:
+					reused = append(reused, de.Ino)
 				}
 			}
 		}
@@ -202,38 +226,63 @@ func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt
 	}
 
 	b := snapshot.NewBuilder(store, keys, known)
-	ptrs := make(map[uint64]snapshot.Ptr, len(dirs))
-	for _, d := range slices.Backward(dirs) { // subdirectories first
-		for i := range d.entries {
-			if e := &d.entries[i]; e.IsDir() {
-				p := ptrs[e.Ino]
-				e.Dir = &p
-			}
+	next := make(map[uint64]*snapCached, len(c.dirs)+len(dirs))
+	// Unchanged subtrees: every directory below an unchanged one is unchanged too (a
+	// change marks its ancestors), so the cache's entries carry over whole.
+	for len(reused) > 0 {
+		d := reused[len(reused)-1]
+		reused = reused[:len(reused)-1]
+		cd := c.dirs[d]
+		if cd == nil {
+			return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot: BUG: directory %d reused but not cached", d)
 		}
-		p, err := b.Dir(ctx, d.entries)
+		next[d] = cd
+		b.Adopt(cd.refs)
+		reused = append(reused, cd.subdirs...)
+	}
+	for _, d := range slices.Backward(dirs) { // subdirectories first
+		n := &snapCached{}
+		for i := range d.entries {
+			e := &d.entries[i]
+			if !e.IsDir() {
+				n.kids = append(n.kids, e.Ino)
+				continue
+			}
+			n.subdirs = append(n.subdirs, e.Ino)
+			cd := next[e.Ino]
+			if cd == nil {
+				return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot: BUG: directory %d built before its subdirectory %d", d.ino, e.Ino)
+			}
+			p := cd.ptr
+			e.Dir = &p
+		}
+		p, refs, err := b.DirRefs(ctx, d.entries)
 		if err != nil {
 			return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot of directory %d: %w", d.ino, err)
 		}
-		ptrs[d.ino] = p
+		n.ptr, n.refs = p, refs
+		next[d.ino] = n
 	}
-	tp := ptrs[RootIno]
+	tp := next[RootIno].ptr
 	top.Dir = &tp
 	root, err := b.Root(ctx, info, top)
 	if err != nil {
 		return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot: %w", err)
 	}
-	if err := v.snapRecord(root, b.Objects(), seenTx); err != nil {
+	rb, err := v.snapRecord(root, b.Objects(), seenTx)
+	if err != nil {
 		return snapshot.Ptr{}, snapshot.Stats{}, err
 	}
+	c.commit(rb, next)
 	return root, b.Stats(), nil
 }
 
 // snapRecord records root as the last snapshot and objs as its objects. The snapshot is
 // current at the transaction after seenTx only if nothing else committed meanwhile.
-func (v *Volume) snapRecord(root snapshot.Ptr, objs map[crypt.ChunkID]pipeline.Ref, seenTx uint64) error {
+func (v *Volume) snapRecord(root snapshot.Ptr, objs map[crypt.ChunkID]pipeline.Ref, seenTx uint64) ([]byte, error) {
 	rb, err := root.MarshalBinary()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = v.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bSnapObjs); err != nil {
@@ -259,12 +308,15 @@ func (v *Volume) snapRecord(root snapshot.Ptr, objs map[crypt.ChunkID]pipeline.R
 		if uint64(tx.ID()) == seenTx+1 {
 			at = uint64(tx.ID())
 		}
-		return sb.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, at))
+		if err := sb.Put(snapKeyTx, binary.BigEndian.AppendUint64(nil, at)); err != nil {
+			return err
+		}
+		return snapDirtyClear(tx, seenTx) // the changes this snapshot holds
 	})
 	if err != nil {
-		return fmt.Errorf("volume: record snapshot: %w", err)
+		return nil, fmt.Errorf("volume: record snapshot: %w", err)
 	}
-	return nil
+	return rb, nil
 }
 
 // snapEntry loads inode ino as a snapshot entry named name.

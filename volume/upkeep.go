@@ -96,9 +96,10 @@ func (v *Volume) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeline
 	}
 	err := v.db.Update(func(tx *bolt.Tx) error {
 		type rewrite struct {
-			b   *bolt.Bucket
-			key []byte
-			e   extent
+			name []byte
+			b    *bolt.Bucket
+			key  []byte
+			e    extent
 		}
 		var todo []rewrite
 		n := 0
@@ -126,10 +127,13 @@ func (v *Volume) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeline
 				e.Ref = &nr
 				// Keys from a cursor are valid only during the transaction and must not
 				// be written through while iterating: collect, then write.
-				todo = append(todo, rewrite{b, slices.Clone(k), e})
+				todo = append(todo, rewrite{name, b, slices.Clone(k), e})
 			}
 		}
 		for _, r := range todo {
+			if err := snapDirtyRecord(tx, r.name, r.key); err != nil { // new holders: new snapshot pages
+				return err
+			}
 			if err := r.b.Put(r.key, encodeExtent(r.e)); err != nil {
 				return err
 			}

@@ -211,6 +211,8 @@ type Volume struct {
 	mu    sync.Mutex       // guards files; a leaf lock (never held while taking another)
 	files map[uint64]*file // inodes with open handles or staged data
 
+	snap snapCache // directories of the last snapshot (snapdirty.go)
+
 	capMu sync.Mutex // guards the cached statfs figures
 	capAt time.Time
 	stat  Statfs

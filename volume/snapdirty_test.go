@@ -1,0 +1,255 @@
+package volume_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/scatterfs/scatter/crypt"
+	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/swarm"
+	"github.com/scatterfs/scatter/volume"
+	"github.com/scatterfs/scatter/volume/memchunks"
+)
+
+// objStore keeps snapshot objects sealed with the drive's keys, as pipeline.Store
+// would, and counts puts.
+type objStore struct {
+	keys *crypt.Keys
+
+	mu     sync.Mutex
+	sealed map[crypt.ChunkID][]byte
+	puts   int
+}
+
+func (s *objStore) Put(ctx context.Context, plain []byte) (pipeline.Ref, error) {
+	id := s.keys.ChunkID(plain)
+	sealed := s.keys.Seal(nil, id, plain)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sealed[id] = sealed
+	s.puts++
+	return pipeline.Ref{ID: id, Size: uint32(len(plain)), SealedLen: uint32(len(sealed)), K: 1,
+		Fragments: []pipeline.Fragment{{Peer: "mem"}}}, nil
+}
+
+func (s *objStore) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.sealed[ref.ID]
+	if !ok {
+		return nil, fmt.Errorf("object %s: %w", ref.ID, pipeline.ErrUnrecoverable)
+	}
+	return bytes.Clone(b), nil
+}
+
+// TestSnapshotIncrementalEqualsFull runs random operation sequences (creates, writes,
+// renames across directories, hard links, unlinks, rmdir, xattrs, setattr, UpdateRefs
+// of file chunks and of snapshot objects) and checks after each batch that the snapshot
+// that reuses unchanged directories is the one a from-scratch build makes: the same top
+// directory tree Ptr, the same objects with the same Refs.
+func TestSnapshotIncrementalEqualsFull(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { snapshotProperty(t, seed) })
+	}
+}
+
+func snapshotProperty(t *testing.T, seed uint64) {
+	ctx := context.Background()
+	var s crypt.Secret
+	s[0] = 7
+	keys := s.Keys()
+	store := &objStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
+	chunks := memchunks.New(4<<10, 1<<40)
+	v, err := volume.Open(volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1, InlineMax: 512}, chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rnd := rand.New(rand.NewPCG(seed, 99))
+	dirs := []uint64{volume.RootIno}
+	type ent struct {
+		parent uint64
+		name   string
+	}
+	var names []ent // every name made, some gone since
+	n := 0
+	pick := func() ent { return names[rnd.IntN(len(names))] }
+	lookup := func(e ent) (volume.Attr, bool) {
+		a, err := v.Lookup(ctx, e.parent, e.name)
+		return a, err == nil
+	}
+	op := func() {
+		n++
+		name := fmt.Sprintf("n%03d", n)
+		d := dirs[rnd.IntN(len(dirs))]
+		switch k := rnd.IntN(12); {
+		case k < 3 || len(names) == 0: // a file with content of 0-40 KiB
+			_, h, err := v.Create(ctx, d, name, syscall.O_RDWR, 0o644, 0, 0)
+			if err != nil {
+				return // the directory may be gone
+			}
+			buf := make([]byte, rnd.IntN(40<<10))
+			for i := range buf {
+				buf[i] = byte(rnd.Uint32())
+			}
+			if _, err := h.Write(ctx, buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			h.Release()
+			names = append(names, ent{d, name})
+		case k == 3:
+			if a, err := v.Mkdir(ctx, d, name, 0o755, 0, 0); err == nil {
+				dirs = append(dirs, a.Ino)
+				names = append(names, ent{d, name})
+			}
+		case k == 4: // rewrite part of a file
+			a, ok := lookup(pick())
+			if !ok || a.IsDir() {
+				return
+			}
+			h, err := v.Open(ctx, a.Ino, syscall.O_RDWR)
+			if err != nil {
+				return
+			}
+			buf := bytes.Repeat([]byte{byte(n)}, 1+rnd.IntN(9000))
+			if _, err := h.Write(ctx, buf, int64(rnd.IntN(30<<10))); err != nil {
+				t.Fatal(err)
+			}
+			h.Release()
+		case k == 5: // rename, often into another directory
+			e := pick()
+			if v.Rename(ctx, e.parent, e.name, d, name, 0) == nil {
+				names = append(names, ent{d, name})
+			}
+		case k == 6:
+			if a, ok := lookup(pick()); ok && !a.IsDir() {
+				if _, err := v.Link(ctx, a.Ino, d, name); err == nil {
+					names = append(names, ent{d, name})
+				}
+			}
+		case k == 7:
+			e := pick()
+			if v.Unlink(ctx, e.parent, e.name) != nil {
+				v.Rmdir(ctx, e.parent, e.name)
+			}
+		case k == 8:
+			if a, ok := lookup(pick()); ok {
+				if rnd.IntN(2) == 0 {
+					v.SetXattr(ctx, a.Ino, "user.x", []byte(name), 0)
+				} else {
+					v.RemoveXattr(ctx, a.Ino, "user.x")
+				}
+			}
+		case k == 9:
+			if a, ok := lookup(pick()); ok {
+				mode := uint32(0o600 + rnd.IntN(0o100))
+				sa := volume.SetAttr{Mode: &mode}
+				if !a.IsDir() && rnd.IntN(2) == 0 {
+					size := int64(rnd.IntN(50 << 10))
+					sa.Size = &size
+				}
+				if _, err := v.Setattr(ctx, a.Ino, sa); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case k == 10: // a repair moves a fragment of a file chunk
+			refs, err := v.LiveRefs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(refs) > 0 {
+				r := refs[rnd.IntN(len(refs))]
+				r.Fragments = slices.Clone(r.Fragments)
+				r.Fragments[0].Peer = pipelinePeer(name)
+				if err := v.UpdateRefs(ctx, map[crypt.ChunkID]pipeline.Ref{r.ID: r}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case k == 11: // a repair moves a fragment of a snapshot object
+			objs, _ := volume.SnapshotState(t, v)
+			for _, r := range objs {
+				r.Fragments = slices.Clone(r.Fragments)
+				r.Fragments[0].Peer = pipelinePeer(name)
+				if err := v.UpdateRefs(ctx, map[crypt.ChunkID]pipeline.Ref{r.ID: r}); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	r := snapshot.NewReader(store)
+	for round := range 30 {
+		// Mostly short batches, so that one kind of change alone decides some rounds.
+		for range 1 + rnd.IntN(1+rnd.IntN(30)) {
+			op()
+		}
+		if err := v.SyncAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A from-scratch build of the same state: a copy of the store opened afresh.
+		// Background work (a released file's last upload) may commit between the copy
+		// and the snapshot: then both are taken again.
+		var (
+			dir     string
+			inc     snapshot.Ptr
+			ist     snapshot.Stats
+			incObjs map[crypt.ChunkID]pipeline.Ref
+		)
+		for try := 0; ; try++ {
+			dir = t.TempDir()
+			copied := volume.CopyStore(t, v, dir)
+			var seen uint64
+			if inc, ist, err = v.Snapshot(ctx, store, keys); err != nil {
+				t.Fatal(err)
+			}
+			if incObjs, seen = volume.SnapshotState(t, v); seen == copied {
+				break
+			}
+			if try == 10 {
+				t.Fatalf("round %d: commits between every copy and snapshot", round)
+			}
+			t.Logf("round %d: a commit between the copy (%d) and the snapshot (%d)", round, copied, seen)
+		}
+		w, err := volume.Open(volume.Config{Dir: dir, Logger: quiet, CommitWindow: -1, InlineMax: 512}, chunks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, fst, err := w.Snapshot(ctx, store, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fullObjs, _ := volume.SnapshotState(t, w)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, itop, err := r.Root(ctx, inc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ftop, err := r.Root(ctx, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(itop, ftop) {
+			t.Fatalf("round %d: incremental top entry\n%+v\nfull\n%+v", round, itop, ftop)
+		}
+		delete(incObjs, inc.Ref.ID)
+		delete(fullObjs, full.Ref.ID)
+		if !reflect.DeepEqual(incObjs, fullObjs) {
+			t.Fatalf("round %d: incremental snapshot's objects differ from a full build's (%d, %d)", round, len(incObjs), len(fullObjs))
+		}
+		if ist.Objects != fst.Objects {
+			t.Fatalf("round %d: %d objects, full build %d", round, ist.Objects, fst.Objects)
+		}
+	}
+}
+
+func pipelinePeer(s string) swarm.PeerID { return swarm.PeerID("peer-" + s) }

@@ -162,6 +162,14 @@ func TestFailedChangeKeepsAcked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The caller's variable changes after the chmod returned: applied again, the chmod
+	// still sets what it was given.
+	da := must[volume.Attr](t)(e.v.Lookup(ctx, volume.RootIno, "a"))
+	mode := uint32(0o700)
+	if _, err := e.v.Setattr(ctx, da.Ino, volume.SetAttr{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	mode = 0o711
 	_, h := e.create(volume.RootIno, "c")
 	h.Release()
 	if err := e.v.Unlink(ctx, volume.RootIno, "c"); err != nil {
@@ -176,6 +184,9 @@ func TestFailedChangeKeepsAcked(t *testing.T) {
 	}
 	if !exists(e, volume.RootIno, "a") || !exists(e, volume.RootIno, "b") || exists(e, volume.RootIno, "c") {
 		t.Fatal("a failed change undid acknowledged ones")
+	}
+	if a := must[volume.Attr](t)(e.v.Getattr(ctx, da.Ino)); a.Mode&0o7777 != 0o700 {
+		t.Errorf("mode %o after the chmod was applied again, want 700", a.Mode&0o7777)
 	}
 	if v1 := must[uint64](t)(e.v.Version()); v1 == v0 {
 		t.Error("the acknowledged changes were not committed after the failure")

@@ -660,9 +660,26 @@ type SetAttr struct {
 	Atime, Mtime *time.Time
 }
 
+// clone returns s pointing at copies of the values s points at.
+func (s SetAttr) clone() SetAttr {
+	return SetAttr{Mode: clonePtr(s.Mode), UID: clonePtr(s.UID), GID: clonePtr(s.GID),
+		Size: clonePtr(s.Size), Atime: clonePtr(s.Atime), Mtime: clonePtr(s.Mtime)}
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
+}
+
 // Setattr changes ino's attributes. A size change truncates or extends the file (the
 // extension is a hole).
 func (v *Volume) Setattr(ctx context.Context, ino uint64, s SetAttr) (Attr, error) {
+	// The change below may run again after Setattr returned (see committer.rerun): it must
+	// not read the caller's variables then.
+	s = s.clone()
 	if s.Size != nil {
 		if *s.Size < 0 {
 			return Attr{}, ErrInvalid
@@ -774,6 +791,7 @@ func (v *Volume) SetXattr(ctx context.Context, ino uint64, name string, val []by
 	if len(val) > MaxXattrSize {
 		return fmt.Errorf("xattr value of %d bytes: %w", len(val), ErrTooBig)
 	}
+	val = bytes.Clone(val) // the change may run again after SetXattr returned (committer.rerun)
 	now := time.Now()
 	return v.commit.do(func(tx *bolt.Tx) error {
 		a, err := getAttr(tx, ino)
@@ -793,7 +811,7 @@ func (v *Volume) SetXattr(ctx context.Context, ino uint64, name string, val []by
 		if err := putAttr(tx, &a); err != nil {
 			return err
 		}
-		return b.Put(k, bytes.Clone(val))
+		return b.Put(k, val)
 	})
 }
 

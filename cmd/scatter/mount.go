@@ -40,6 +40,7 @@ type mountOptions struct {
 	readyFile    string
 	debugFUSE    bool
 	metrics      string
+	pprof        string // -pprof: loopback address for net/http/pprof (pprof.go)
 	flushTimeout time.Duration
 	writerLease  time.Duration
 	takeover     bool
@@ -110,6 +111,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.StringVar(&o.readyFile, "ready-file", "", "write the mountpoint to this `file` once mounted (for scripts and tests)")
 	flags.BoolVar(&o.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	flags.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on this `address` (e.g. 127.0.0.1:9464)")
+	flags.StringVar(&o.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback `address` (e.g. 127.0.0.1:6060)")
 	flags.DurationVar(&o.flushTimeout, "flush-timeout", time.Minute, "at unmount, how long to wait for staged data to reach peers (0: do not wait)")
 	flags.DurationVar(&o.writerLease, "writer-lease", defaultWriterLease, "how long the writer lease lasts without renewal (renewed every third of it)")
 	flags.BoolVar(&o.takeover, "force-takeover", false, "mount for writing even while another device holds the writer lease (dangerous: the last to publish wins)")
@@ -181,6 +183,9 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	closers = append(closers, unlock)
+	if err := o.servePprof(&closers, stdout); err != nil {
+		return err
+	}
 
 	_, keyErr := os.Stat(o.keyFile())
 	created := errors.Is(keyErr, os.ErrNotExist) // a new drive has nothing to recover

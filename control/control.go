@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Version is the protocol version every request carries.
@@ -164,6 +165,26 @@ type Status struct {
 	Cache       Cache   `json:"cache"`
 	// Health is set when the request asked for it.
 	Health *Health `json:"health,omitempty"`
+	// Follow is set on a read-only mount (scatter mount -read-only or -cap): what it
+	// shows of the writer's drive.
+	Follow *Follow `json:"follow,omitempty"`
+}
+
+// Follow describes what a read-only mount shows: the writer's snapshot it found last.
+type Follow struct {
+	// Share is true on a share's mount (scatter mount -cap), which shows one directory
+	// of the drive; false on a follower of the whole drive.
+	Share bool `json:"share,omitempty"`
+	// Root is the ID of the shown snapshot's root object.
+	Root string `json:"root"`
+	// Seq is the sequence of the newest record (root or share record) found.
+	Seq uint64 `json:"seq"`
+	// Checked is when the record was last looked up successfully.
+	Checked time.Time `json:"checked"`
+	// Swaps counts the newer snapshots shown since the mount started.
+	Swaps int `json:"swaps"`
+	// IntervalSeconds is the time between lookups.
+	IntervalSeconds float64 `json:"interval_seconds"`
 }
 
 // Peer is one donor the mount knows.
@@ -243,6 +264,21 @@ type CheckResult struct {
 	Found      int `json:"found"`      // of those, confirmed by their holders
 	Corrupt    int `json:"corrupt"`    // verify: confirmed but served bad bytes or none
 	Unanswered int `json:"unanswered"` // holders that did not answer
+	// Denied is the number of fragments their holders said they do not hold, although
+	// they accepted them.
+	Denied int `json:"denied"`
+	// Unaudited is the number of fragments confirmed but not audited (verify): their
+	// holder stopped answering GETs.
+	Unaudited int `json:"unaudited"`
+	// Deniers lists, sorted, the holders behind Denied: they lost or dropped fragments
+	// they accepted.
+	Deniers []string `json:"deniers,omitempty"`
+	// Stalled lists, sorted, the holders behind Unanswered: they did not answer the
+	// count, or (verify) an audit.
+	Stalled []string `json:"stalled,omitempty"`
+	// Liars lists, sorted, the holders behind Corrupt: they said they hold a fragment and
+	// served bad bytes or none (verify).
+	Liars []string `json:"liars,omitempty"`
 	// Repair is set when the request asked for repair and some chunk needed it.
 	Repair *RepairResult `json:"repair,omitempty"`
 }
@@ -257,6 +293,9 @@ type RepairResult struct {
 	Bytes    int64    `json:"bytes"`    // plaintext bytes of the chunks rebuilt
 	Seconds  float64  `json:"seconds"`  // time the repair took
 	Errors   []string `json:"errors,omitempty"`
+	// Suspects lists, sorted, the peers beyond the check's that the repairs found
+	// serving bad bytes, none, or not answering: nothing rebuilt was placed on them.
+	Suspects []string `json:"suspects,omitempty"`
 }
 
 // Shares answers the share operations.

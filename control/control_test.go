@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -27,7 +28,8 @@ type fake struct {
 }
 
 func (f *fake) Status(ctx context.Context, health bool) (*Status, error) {
-	st := &Status{Version: "test", K: 8, M: 4, Peers: []Peer{{ID: "p1", LatencyMS: 1.5, Quota: 100, Used: 10}}}
+	st := &Status{Version: "test", K: 8, M: 4, Peers: []Peer{{ID: "p1", LatencyMS: 1.5, Quota: 100, Used: 10}},
+		Follow: &Follow{Share: true, Root: "r", Seq: 7, Checked: time.Unix(1700000000, 5).UTC(), Swaps: 2, IntervalSeconds: 5}}
 	if health {
 		st.Health = &Health{Chunks: 3, Complete: 2, Degraded: 1}
 	}
@@ -62,13 +64,14 @@ func (f *fake) Check(ctx context.Context, repair, verify bool, progress func(Ste
 	for i := range f.steps {
 		progress(Step{Phase: "check", Done: i + 1, Total: f.steps})
 	}
-	res := &CheckResult{Chunks: 10, Complete: 9, Degraded: 1, Fragments: 120, Found: 119}
+	res := &CheckResult{Chunks: 10, Complete: 9, Degraded: 1, Fragments: 120, Found: 119,
+		Denied: 1, Unanswered: 1, Deniers: []string{"peerD"}, Stalled: []string{"peerS"}}
 	if verify {
-		res.Corrupt = 1
+		res.Corrupt, res.Unaudited, res.Liars = 1, 2, []string{"peerL"}
 	}
 	if repair {
 		progress(Step{Phase: "repair", Done: 1, Total: 1, Bytes: 100})
-		res.Repair = &RepairResult{Chunks: 1, Repaired: 1, Rebuilt: 1, Bytes: 100}
+		res.Repair = &RepairResult{Chunks: 1, Repaired: 1, Rebuilt: 1, Bytes: 100, Suspects: []string{"peerR"}}
 	}
 	return res, nil
 }
@@ -97,6 +100,9 @@ func TestStatusAndSync(t *testing.T) {
 	if err != nil || st.K != 8 || len(st.Peers) != 1 || st.Peers[0].LatencyMS != 1.5 || st.Health != nil {
 		t.Fatalf("status: %+v, %v", st, err)
 	}
+	if want := (Follow{Share: true, Root: "r", Seq: 7, Checked: time.Unix(1700000000, 5).UTC(), Swaps: 2, IntervalSeconds: 5}); st.Follow == nil || *st.Follow != want {
+		t.Fatalf("status follow: %+v, want %+v", st.Follow, want)
+	}
 	if st, err := c.Status(ctx, true); err != nil || st.Health == nil || st.Health.Degraded != 1 {
 		t.Fatalf("status with health: %+v, %v", st, err)
 	}
@@ -120,6 +126,12 @@ func TestCheck(t *testing.T) {
 	res, err := c.Check(context.Background(), true, true, func(s Step) { steps = append(steps, s) })
 	if err != nil || res.Chunks != 10 || res.Corrupt != 1 || res.Repair == nil || res.Repair.Rebuilt != 1 {
 		t.Fatalf("check: %+v, %v", res, err)
+	}
+	// The failing holders cross the socket: a user sees which donors to distrust.
+	if res.Denied != 1 || res.Unaudited != 2 || !reflect.DeepEqual(res.Deniers, []string{"peerD"}) ||
+		!reflect.DeepEqual(res.Stalled, []string{"peerS"}) || !reflect.DeepEqual(res.Liars, []string{"peerL"}) ||
+		!reflect.DeepEqual(res.Repair.Suspects, []string{"peerR"}) {
+		t.Fatalf("check lost the failing holders: %+v %+v", res, res.Repair)
 	}
 	want := []Step{{"check", 1, 2, 0}, {"check", 2, 2, 0}, {"repair", 1, 1, 100}}
 	if !reflect.DeepEqual(steps, want) {

@@ -45,11 +45,8 @@ stay incomplete.`,
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, o.timeout)
+	defer cancel()
 	show := newStepPrinter(stdout, !o.json)
 	res, err := o.client().Check(ctx, o.repair, o.verify, show.update)
 	show.done()
@@ -84,17 +81,29 @@ var errIncomplete = errors.New("some chunks are missing fragments")
 func printCheck(w io.Writer, r *control.CheckResult) {
 	fmt.Fprintf(w, "%d chunks: %d complete, %d degraded (readable), %d unreadable; %d of %d fragments found",
 		r.Chunks, r.Complete, r.Degraded, r.Unreadable, r.Found, r.Fragments)
+	if r.Denied > 0 {
+		fmt.Fprintf(w, "; %d denied by their holders", r.Denied)
+	}
 	if r.Corrupt > 0 {
 		fmt.Fprintf(w, "; %d held but served bad bytes or none", r.Corrupt)
+	}
+	if r.Unaudited > 0 {
+		fmt.Fprintf(w, "; %d not audited (holder stopped answering)", r.Unaudited)
 	}
 	if r.Unanswered > 0 {
 		fmt.Fprintf(w, "; %d holders did not answer", r.Unanswered)
 	}
 	fmt.Fprintln(w, ".")
+	// The failing holders by name: donors that keep showing up here are not worth
+	// trusting with fragments (repairs already avoid them).
+	printPeers(w, "Holders that deny fragments they accepted (lost or dropped them)", r.Deniers)
+	printPeers(w, "Holders that served bad bytes or none for fragments they claim", r.Liars)
+	printPeers(w, "Holders that did not answer (offline, or stalling)", r.Stalled)
 	p := r.Repair
 	if p == nil {
 		return
 	}
+	defer printPeers(w, "Peers the repair found failing (nothing placed on them)", p.Suspects)
 	fmt.Fprintf(w, "Repair: %d chunks rebuilt (%d fragments, %s", p.Repaired, p.Rebuilt, formatBytes(p.Bytes))
 	if p.Seconds > 0 {
 		fmt.Fprintf(w, " in %.1fs, %s/s", p.Seconds, formatBytes(int64(float64(p.Bytes)/p.Seconds)))
@@ -102,6 +111,17 @@ func printCheck(w io.Writer, r *control.CheckResult) {
 	fmt.Fprintf(w, "); %d partly, %d not (unreadable now or no peer to take them).\n", p.Partial, p.Failed)
 	for _, e := range p.Errors {
 		fmt.Fprintf(w, "  %s\n", e)
+	}
+}
+
+// printPeers prints a titled list of peer IDs, nothing for none.
+func printPeers(w io.Writer, title string, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s (%d):\n", title, len(ids))
+	for _, id := range ids {
+		fmt.Fprintf(w, "  %s\n", id)
 	}
 }
 

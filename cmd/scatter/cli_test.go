@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/scatterfs/scatter/control"
 )
 
 // scatter runs the CLI in-process and returns its exit code, stdout and stderr.
@@ -207,4 +210,82 @@ func captureStderr(t *testing.T, f func()) string {
 	os.Stderr = old
 	b, _ := os.ReadFile(tmp.Name())
 	return string(b)
+}
+
+// scatter help lists every verb on one line, and README's tour names each of them.
+func TestUsageListsVerbs(t *testing.T) {
+	var b strings.Builder
+	usage(&b)
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tour, _ := strings.Cut(string(readme), "- **Verbs.**")
+	tour, _, _ = strings.Cut(tour, "\n- ")
+	for _, v := range verbs {
+		if n := strings.Count(b.String(), "\n  "+v.name+" "); n != 1 {
+			t.Errorf("scatter help lists %q on %d lines, want 1:\n%s", v.name, n, b.String())
+		}
+		if !strings.Contains(tour, "`"+v.name) {
+			t.Errorf("README's list of verbs lacks %q", v.name)
+		}
+	}
+}
+
+// scatter check names the holders that failed, under what they did.
+func TestPrintCheckNamesFailingHolders(t *testing.T) {
+	var b strings.Builder
+	printCheck(&b, &control.CheckResult{
+		Chunks: 3, Complete: 1, Degraded: 2, Fragments: 18, Found: 15, Denied: 1, Corrupt: 1, Unaudited: 1, Unanswered: 1,
+		Deniers: []string{"12D3KooWdeny"}, Liars: []string{"12D3KooWlie"}, Stalled: []string{"12D3KooWstall"},
+		Repair: &control.RepairResult{Chunks: 2, Repaired: 2, Rebuilt: 3, Suspects: []string{"12D3KooWbad"}},
+	})
+	out := b.String()
+	for _, want := range []string{
+		"1 denied by their holders", "1 not audited",
+		"deny fragments they accepted (lost or dropped them) (1):\n  12D3KooWdeny\n",
+		"served bad bytes or none for fragments they claim (1):\n  12D3KooWlie\n",
+		"did not answer (offline, or stalling) (1):\n  12D3KooWstall\n",
+		"repair found failing (nothing placed on them) (1):\n  12D3KooWbad\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// -read-only needs peers to join: bootstrap peers in config.toml suffice, and without any
+// the error names every way to give them.
+func TestReadOnlyBootstrapFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg, mnt := filepath.Join(dir, "cfg"), filepath.Join(dir, "mnt")
+	os.Mkdir(cfg, 0o700)
+	os.Mkdir(mnt, 0o755)
+	args := []string{"mount", "-config", cfg, "-read-only", "-data", filepath.Join(dir, "data"), mnt}
+	code, _, errs := scatter(t, args...)
+	if code != 2 || !strings.Contains(errs, "-bootstrap <donor multiaddr>") || !strings.Contains(errs, "[mount] table of config.toml") {
+		t.Errorf("no bootstrap anywhere: exit %d, %q; want a usage error naming -bootstrap and config.toml", code, errs)
+	}
+	conf := "[mount]\nbootstrap = [\"/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN\"]\n"
+	if err := os.WriteFile(filepath.Join(cfg, configFileName), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Past the bootstrap check, the mount stops at the missing drive key (no network yet).
+	code, _, errs = scatter(t, args...)
+	if code != 1 || !strings.Contains(errs, "no drive key") {
+		t.Errorf("bootstrap in config.toml: exit %d, %q; want the missing drive key", code, errs)
+	}
+}
+
+// scatter status on a read-only mount says what it shows and since when.
+func TestPrintStatusFollow(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, &control.Status{K: 4, M: 2, Follow: &control.Follow{
+		Share: true, Root: "c0ffee", Seq: 42, Checked: time.Now(), Swaps: 3, IntervalSeconds: 5,
+	}})
+	for _, want := range []string{"Read-only: shows a shared directory", "snapshot c0ffee (record 42)", "(every 5s); 3 newer snapshots"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/routing"
-	"golang.org/x/sys/unix"
 
 	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/crypt"
@@ -34,9 +33,9 @@ import (
 // filesystem (fs.Live). The source and the restore are functions, so a share (a
 // capability naming a subtree) plugs in its own.
 
-// followSource returns the root of the newest snapshot the follower should show. It is
-// called by one goroutine at a time.
-type followSource func(ctx context.Context) (snapshot.Ptr, error)
+// followSource returns the root of the newest snapshot the follower should show and the
+// sequence of the record that names it. It is called by one goroutine at a time.
+type followSource func(ctx context.Context) (snapshot.Ptr, uint64, error)
 
 // followRestore builds the metadata store of the snapshot p in dir, an empty directory
 // (volume.Restore).
@@ -73,6 +72,7 @@ type follower struct {
 
 	mu      sync.Mutex // guards the fields below; held by a whole check
 	cur     snapshot.Ptr
+	seq     uint64 // of the record Source answered last
 	curDir  string
 	next    int       // number of the next restore directory
 	checked time.Time // when Source last answered
@@ -109,10 +109,11 @@ func startFollower(ctx context.Context, cfg followConfig) (*follower, error) {
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	var (
 		p   snapshot.Ptr
+		seq uint64
 		err error
 	)
 	for attempt := 1; ; attempt++ {
-		if p, err = cfg.Source(ctx); err == nil || attempt == recoverAttempts || errors.Is(err, root.ErrInvalid) {
+		if p, seq, err = cfg.Source(ctx); err == nil || attempt == recoverAttempts || errors.Is(err, root.ErrInvalid) {
 			break
 		}
 		f.log.Info("follow: root record lookup", "attempt", attempt, "err", err)
@@ -133,7 +134,7 @@ func startFollower(ctx context.Context, cfg followConfig) (*follower, error) {
 		f.cancel()
 		return nil, err
 	}
-	f.live, f.cur, f.curDir, f.checked = fs.NewLive(v), p, dir, time.Now()
+	f.live, f.cur, f.seq, f.curDir, f.checked = fs.NewLive(v), p, seq, dir, time.Now()
 	return f, nil
 }
 
@@ -170,11 +171,11 @@ func (f *follower) Check(ctx context.Context) (bool, error) {
 	if err := f.ctx.Err(); err != nil {
 		return false, err
 	}
-	p, err := f.cfg.Source(ctx)
+	p, seq, err := f.cfg.Source(ctx)
 	if err != nil {
 		return false, err
 	}
-	f.checked = time.Now()
+	f.seq, f.checked = seq, time.Now()
 	// The snapshot's root object, not the record's sequence: a writer's lease renewals
 	// publish the same root under new sequence numbers. Equal chunk IDs are equal
 	// contents (the ID is a keyed hash of the plaintext).
@@ -228,12 +229,19 @@ func (f *follower) drop(v *volume.Volume, dir string) error {
 	return errors.Join(v.Close(), os.RemoveAll(dir))
 }
 
-// Status returns the root shown, when the source last answered and how many swaps
-// there were.
-func (f *follower) Status() (shown snapshot.Ptr, checked time.Time, swaps int) {
+// followStatus is what a follower shows and since when.
+type followStatus struct {
+	Shown   snapshot.Ptr // root of the snapshot shown
+	Seq     uint64       // sequence of the record the source answered last
+	Checked time.Time    // when the source last answered
+	Swaps   int          // snapshots swapped in since the start
+}
+
+// Status returns what the follower shows now.
+func (f *follower) Status() followStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.cur, f.checked, f.swaps
+	return followStatus{Shown: f.cur, Seq: f.seq, Checked: f.checked, Swaps: f.swaps}
 }
 
 // Close stops polling, closes every volume (call it after the unmount: nothing may use
@@ -255,13 +263,13 @@ func (f *follower) Close() error {
 // in the DHT. Records older than one seen before are refused as replays.
 func rootSource(dht routing.ValueStore, keys *crypt.Keys) followSource {
 	var seen uint64 // highest sequence seen; the follower calls one at a time
-	return func(ctx context.Context) (snapshot.Ptr, error) {
+	return func(ctx context.Context) (snapshot.Ptr, uint64, error) {
 		rec, err := root.Get(ctx, dht, keys, seen)
 		if err != nil {
-			return snapshot.Ptr{}, err
+			return snapshot.Ptr{}, 0, err
 		}
 		seen = rec.Seq
-		return rec.Root, nil
+		return rec.Root, rec.Seq, nil
 	}
 }
 
@@ -310,71 +318,55 @@ func runFollow(ctx context.Context, o *mountOptions, d followDeps, closers *[]fu
 		return err
 	}
 	*closers = append(*closers, f.Close)
-	shown, _, _ := f.Status()
-	fmt.Fprintf(stdout, "Restored the drive's newest snapshot (%s) in %v.\n", shown.Ref.ID, time.Since(start).Round(time.Millisecond))
-	d.m.nodeGauges(d.node)
-	if o.metrics != "" {
-		stop, addr, err := d.m.serve(o.metrics)
-		if err != nil {
-			return err
-		}
-		*closers = append(*closers, stop)
-		fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
-	}
-
-	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), &followControl{f: f, base: mountControl{
+	fmt.Fprintf(stdout, "Restored the drive's newest snapshot (%s) in %v.\n", f.Status().Shown.Ref.ID, time.Since(start).Round(time.Millisecond))
+	return followMount(ctx, o, followControl{f: f, base: mountControl{
 		mountpoint: o.mountpoint, dataDir: o.dataDir, shape: d.shape, cacheMax: int64(o.cache),
 		key: d.keys.Public, net: d.net, m: d.m, up: upkeep.New(d.net, upkeep.Config{Lease: o.lease}),
-	}}, log)
+	}}, d.node, closers, "the drive", stdout, log)
+}
+
+// followMount is what runFollow and runCapMount share once ctl's follower has restored
+// its first snapshot: metrics, the control socket (ctl answers scatter status and
+// sync), the read-only mount of the follower's Live, following, and the wait for a
+// signal or an unmount. what names what is mounted, for the user.
+func followMount(ctx context.Context, o *mountOptions, ctl followControl, node *dht.Node,
+	closers *[]func() error, what string, stdout io.Writer, log *slog.Logger) error {
+	f := ctl.f
+	if err := o.serveMetrics(ctl.base.m, node, closers, stdout); err != nil {
+		return err
+	}
+	srv, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), &ctl, log)
 	if err != nil {
 		return err
 	}
-	*closers = append(*closers, ctl.Close)
-
-	srv, err := fs.MountLive(o.mountpoint, f.Live(), fs.Options{ReadOnly: true, AllowOther: o.allowOther, Debug: o.debugFUSE, Logger: log})
+	*closers = append(*closers, srv.Close)
+	fsrv, err := fs.MountLive(o.mountpoint, f.Live(), fs.Options{ReadOnly: true, AllowOther: o.allowOther, Debug: o.debugFUSE, Logger: log})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", o.mountpoint, err)
 	}
-	unmounted := make(chan struct{})
-	go func() { srv.Wait(); close(unmounted) }()
-	*closers = append(*closers, func() error {
-		select {
-		case <-unmounted:
-			return nil
-		default:
-		}
-		if err := srv.Unmount(); err != nil {
-			return errors.Join(err, unix.Unmount(o.mountpoint, unix.MNT_DETACH))
-		}
-		<-unmounted
-		return nil
-	})
 	f.Run()
-	fmt.Fprintf(stdout, "Mounted the drive read-only on %s, following the writer every %v.\n"+
-		"Stop with Ctrl-C or `umount %s`.\n", o.mountpoint, o.followEvery, o.mountpoint)
-	if o.readyFile != "" {
-		if err := writeFileAtomic(o.readyFile, []byte(o.mountpoint+"\n")); err != nil {
-			return err
-		}
+	status := "scatter status"
+	if o.dataDir != defaultDataDir("drive") {
+		status += " -data " + o.dataDir
 	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintf(stdout, "Unmounting %s…\n", o.mountpoint)
-		if err := unmountBusy(srv, o.mountpoint, unmounted, stdout); err != nil {
-			fmt.Fprintln(stdout, err)
-		}
-	case <-unmounted:
-		fmt.Fprintf(stdout, "%s was unmounted.\n", o.mountpoint)
+	err = serveMount(ctx, fsrv, o, closers, stdout, fmt.Sprintf(
+		"Mounted %s read-only on %s, following the writer every %v.\n"+
+			"`%s` shows what it shows; stop with Ctrl-C or `umount %s`.\n",
+		what, o.mountpoint, o.followEvery, status, o.mountpoint))
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, "Unmounted.")
 	return nil
 }
 
 // followControl answers a follower's control socket: status as a mount's (of the
-// snapshot shown), sync as "look for the newest snapshot now", no check.
+// snapshot shown) with what it follows, sync as "look for the newest snapshot now", no
+// check.
 type followControl struct {
-	f    *follower
-	base mountControl // vol unset: each call uses the volume shown then
+	f     *follower
+	base  mountControl // vol unset: each call uses the volume shown then
+	share bool         // a share's mount (scatter mount -cap)
 }
 
 var _ control.Handler = (*followControl)(nil)
@@ -390,7 +382,15 @@ func (c *followControl) Status(ctx context.Context, health bool) (st *control.St
 		st, err = mc.Status(ctx, health)
 		return err
 	})
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	fst := c.f.Status()
+	st.Follow = &control.Follow{
+		Share: c.share, Root: fst.Shown.Ref.ID.String(), Seq: fst.Seq, Checked: fst.Checked, Swaps: fst.Swaps,
+		IntervalSeconds: c.f.cfg.Interval.Seconds(),
+	}
+	return st, nil
 }
 
 // Sync implements control.Handler: on a follower it looks for the writer's newest

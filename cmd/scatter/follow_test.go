@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/swarm/memnet"
+	"github.com/scatterfs/scatter/upkeep"
 	"github.com/scatterfs/scatter/volume"
 )
 
@@ -146,8 +148,18 @@ func TestFollower(t *testing.T) {
 	if swapped, err := f.Check(ctx); !swapped || err != nil || !shows("c") {
 		t.Errorf("restore after the failure: swapped %v, %v", swapped, err)
 	}
-	if _, _, swaps := f.Status(); swaps != 2 {
-		t.Errorf("%d swaps, want 2", swaps)
+	// scatter status on a follower (and on a share's mount: the same control) says what
+	// it shows.
+	net := memnet.NewWorld().Net("me", "owner")
+	ctl := followControl{f: f, share: true, base: mountControl{
+		shape: driveSettings{K: 4, M: 2}, key: e.keys.Public, net: net, m: newMeters(), up: upkeep.New(net, upkeep.Config{}),
+	}}
+	if st, err := ctl.Status(ctx, false); err != nil || st.Follow == nil || !st.Follow.Share ||
+		st.Follow.Seq != e.published(t).Seq || st.Follow.Root != e.published(t).Root.Ref.ID.String() || st.Follow.Swaps != 2 {
+		t.Errorf("follower status: %+v, %v", st, err)
+	}
+	if st, rec := f.Status(), e.published(t); st.Swaps != 2 || st.Seq != rec.Seq || st.Shown.Ref.ID != rec.Root.Ref.ID {
+		t.Errorf("status %+v; want 2 swaps, showing record %d (root %s)", st, rec.Seq, rec.Root.Ref.ID)
 	}
 
 	if err := f.Close(); err != nil {

@@ -35,12 +35,13 @@ func init() {
 	verbs = []verb{
 		{"init", "create a drive: a new drive key, protected by a passphrase", runInit},
 		{"key", "export the drive key as a recovery key, or import one", runKey},
-		{"mount", "mount the drive on a directory (creating the drive on first use)", runMount},
+		{"mount", "mount the drive on a directory (created on first use); -read-only follows a writer, -cap mounts a share", runMount},
 		{"status", "show a running mount's peers, space, pending uploads and health", runStatus},
 		{"sync", "wait until everything written to a running mount is on peers; publish its metadata", runSync},
 		{"check", "count a running mount's fragments on their holders; -repair rebuilds missing ones", runCheck},
 		{"share", "share a directory of a running mount read-only: print a capability for scatter mount -cap", runShare},
-		{"daemon", "donate disk space to other drives: run a donor node", runDaemon},
+		{"repair-cap", "print the drive's repair capability for a helper's scatter daemon -repair", runRepairCap},
+		{"daemon", "donate disk space to other drives: run a donor node (-repair: also keep a drive alive)", runDaemon},
 		{"swarm", "run N donors in this process on 127.0.0.1, for tests and demos", runSwarm},
 		{"version", "print the version", runVersion},
 	}
@@ -100,8 +101,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: scatter <command> [flags]\n\ncommands:")
+	width := 0
 	for _, v := range verbs {
-		fmt.Fprintf(w, "  %-8s %s\n", v.name, v.summary)
+		width = max(width, len(v.name))
+	}
+	for _, v := range verbs {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, v.name, v.summary)
 	}
 	fmt.Fprintln(w, "\nscatter <command> -h shows a command's flags and examples.")
 	fmt.Fprintln(w, "Every flag can also be set in $SCATTER_<FLAG> or in config.toml in the config directory;")

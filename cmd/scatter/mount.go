@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,7 +117,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	flags.DurationVar(&o.flushTimeout, "flush-timeout", time.Minute, "at unmount, how long to wait for staged data to reach peers (0: do not wait)")
 	flags.DurationVar(&o.writerLease, "writer-lease", defaultWriterLease, "how long the writer lease lasts without renewal (renewed every third of it)")
 	flags.BoolVar(&o.takeover, "force-takeover", false, "mount for writing even while another device holds the writer lease (dangerous: the last to publish wins)")
-	flags.BoolVar(&o.readOnly, "read-only", false, "follow the drive read-only while another device writes it (needs -bootstrap)")
+	flags.BoolVar(&o.readOnly, "read-only", false, "follow the drive read-only while another device writes it (needs -bootstrap, here or in config.toml)")
 	flags.DurationVar(&o.followEvery, "follow-interval", defaultFollowInterval, "with -read-only, how often to look for the writer's newest snapshot")
 	flags.StringVar(&o.capText, "cap", "", "mount, read-only and followed, the shared directory this `capability` (from scatter share) opens; no drive key needed")
 	if err := applyLayers(flags, args); err != nil {
@@ -150,8 +152,12 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := o.upkeepFlags.check(); err != nil {
 		return err
 	}
-	if o.readOnly && (len(o.bootstrap.vals) == 0 || o.takeover) {
-		return fmt.Errorf("%w: -read-only follows a drive through its donors: give -bootstrap (and no -force-takeover)", errUsage)
+	if o.readOnly && o.takeover {
+		return fmt.Errorf("%w: -read-only takes no writer lease: drop -force-takeover", errUsage)
+	}
+	if o.readOnly && o.capText == "" && len(o.bootstrap.vals) == 0 {
+		// A local swarm would hold no other device's drive.
+		return errNoBootstrap("-read-only follows a drive through its donors")
 	}
 	if o.followEvery < 100*time.Millisecond {
 		return fmt.Errorf("%w: -follow-interval must be at least 100ms", errUsage)
@@ -163,26 +169,11 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.capText != "" {
 		return runCapMount(ctx, &o, stdout, log)
 	}
-	if err := checkMountpoint(o.mountpoint); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return err
-	}
-
 	var closers []func() error
-	defer func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			if err := closers[i](); err != nil {
-				log.Warn("shutdown", "err", err)
-			}
-		}
-	}()
-	unlock, err := lockDataDir(o.dataDir)
-	if err != nil {
+	defer runClosers(&closers, log)
+	if err := o.prepare(&closers); err != nil {
 		return err
 	}
-	closers = append(closers, unlock)
 	if err := o.servePprof(&closers, stdout); err != nil {
 		return err
 	}
@@ -222,20 +213,10 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		boot = local.Bootstrap()
 	}
 
-	node, err := dht.New(ctx, dht.Config{
-		DataDir: filepath.Join(o.dataDir, "node"), Bootstrap: boot, Mode: dht.ModeClient,
-		Owner: keys.Storage, Logger: log,
-	})
+	node, net, m, err := o.join(ctx, boot, keys.Storage, &closers, log)
 	if err != nil {
 		return err
 	}
-	closers = append(closers, node.Close)
-	dnet, err := dht.NewNetwork(node, dht.NetworkConfig{})
-	if err != nil {
-		return err
-	}
-	m := newMeters()
-	net := &meteredNetwork{Network: dnet, m: m}
 	store, err := pipeline.NewStore(net, keys, pipeline.Config{K: shape.K, M: shape.M, Lease: o.lease})
 	if err != nil {
 		return err
@@ -289,14 +270,8 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	closers = append(closers, loop.Close)
 	m.volumeGauges(vol, int64(o.staging), int64(o.cache))
-	m.nodeGauges(node)
-	if o.metrics != "" {
-		stop, addr, err := m.serve(o.metrics)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, stop)
-		fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
+	if err := o.serveMetrics(m, node, &closers, stdout); err != nil {
+		return err
 	}
 	ctl, err := control.Listen(filepath.Join(o.dataDir, "control.sock"), snapControl{snaps: snaps, mountControl: &mountControl{
 		mountpoint: o.mountpoint, dataDir: o.dataDir, shape: shape, localDonors: localDonors,
@@ -312,9 +287,96 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", o.mountpoint, err)
 	}
+	if err := serveMount(ctx, srv, &o, &closers, stdout, fmt.Sprintf(
+		"Mounted the drive on %s (k+m = %d+%d). `scatter status` shows peers and uploads;\n"+
+			"stop with Ctrl-C or `umount %s`.\n", o.mountpoint, shape.K, shape.M, o.mountpoint)); err != nil {
+		return err
+	}
+	flushStaged(vol, m, stdout, o.flushTimeout, filepath.Join(o.dataDir, "volume"))
+	_ = snaps.Close() // the final snapshot, after the flush; it tells the user how it went
+	fmt.Fprintln(stdout, "Unmounted.")
+	return nil
+}
+
+// errNoBootstrap is the usage error of a mount that needs peers to join and has none:
+// it says every way to name them.
+func errNoBootstrap(why string) error {
+	return fmt.Errorf("%w: %s: give -bootstrap <donor multiaddr>, or bootstrap = [\"<multiaddr>\"] "+
+		"in the [mount] table of config.toml, or $SCATTER_BOOTSTRAP", errUsage, why)
+}
+
+// runClosers runs closers in reverse order, logging their errors: the shutdown of
+// whatever a mount had started when it returns.
+func runClosers(closers *[]func() error, log *slog.Logger) {
+	for i := len(*closers) - 1; i >= 0; i-- {
+		if err := (*closers)[i](); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+	}
+}
+
+// prepare checks the mount point, creates the data directory and locks it for this
+// process; the unlock is added to closers.
+func (o *mountOptions) prepare(closers *[]func() error) error {
+	if err := checkMountpoint(o.mountpoint); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return err
+	}
+	unlock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return err
+	}
+	*closers = append(*closers, unlock)
+	return nil
+}
+
+// join starts the mount's DHT node, a client joining through boot with owner as its
+// fragment owner key, and returns it with its Network metered by m; closers get the
+// node's Close.
+func (o *mountOptions) join(ctx context.Context, boot []string, owner ed25519.PrivateKey, closers *[]func() error,
+	log *slog.Logger) (*dht.Node, *meteredNetwork, *meters, error) {
+	node, err := dht.New(ctx, dht.Config{
+		DataDir: filepath.Join(o.dataDir, "node"), Bootstrap: boot, Mode: dht.ModeClient,
+		Owner: owner, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	*closers = append(*closers, node.Close)
+	dnet, err := dht.NewNetwork(node, dht.NetworkConfig{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m := newMeters()
+	return node, &meteredNetwork{Network: dnet, m: m}, m, nil
+}
+
+// serveMetrics adds the node's gauges to m and, with -metrics, serves them; closers get
+// the server's stop.
+func (o *mountOptions) serveMetrics(m *meters, node *dht.Node, closers *[]func() error, stdout io.Writer) error {
+	m.nodeGauges(node)
+	if o.metrics == "" {
+		return nil
+	}
+	stop, addr, err := m.serve(o.metrics)
+	if err != nil {
+		return err
+	}
+	*closers = append(*closers, stop)
+	fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
+	return nil
+}
+
+// serveMount waits while srv, mounted on o.mountpoint, serves: it prints banner, writes
+// -ready-file, and returns at a signal (after unmounting, retrying while busy) or when
+// the mount point is unmounted from outside. closers get an unmount for an early return
+// (a failure before or during the wait).
+func serveMount(ctx context.Context, srv *fuse.Server, o *mountOptions, closers *[]func() error, stdout io.Writer, banner string) error {
 	unmounted := make(chan struct{})
 	go func() { srv.Wait(); close(unmounted) }()
-	closers = append(closers, func() error {
+	*closers = append(*closers, func() error {
 		select {
 		case <-unmounted:
 			return nil
@@ -327,8 +389,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		<-unmounted
 		return nil
 	})
-	fmt.Fprintf(stdout, "Mounted the drive on %s (k+m = %d+%d). `scatter status` shows peers and uploads;\n"+
-		"stop with Ctrl-C or `umount %s`.\n", o.mountpoint, shape.K, shape.M, o.mountpoint)
+	fmt.Fprint(stdout, banner)
 	if o.readyFile != "" {
 		if err := writeFileAtomic(o.readyFile, []byte(o.mountpoint+"\n")); err != nil {
 			return err
@@ -343,9 +404,6 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	case <-unmounted:
 		fmt.Fprintf(stdout, "%s was unmounted.\n", o.mountpoint)
 	}
-	flushStaged(vol, m, stdout, o.flushTimeout, filepath.Join(o.dataDir, "volume"))
-	_ = snaps.Close() // the final snapshot, after the flush; it tells the user how it went
-	fmt.Fprintln(stdout, "Unmounted.")
 	return nil
 }
 

@@ -77,9 +77,3 @@ func readRepairCap(path string) (crypt.RepairCap, error) {
 	}
 	return c, nil
 }
-
-// The verb is added here rather than in main.go's table while main.go is being edited by
-// others; init functions run in file name order, so the table exists by now.
-func init() {
-	verbs = append(verbs, verb{"repair-cap", "print the drive's repair capability for a helper's scatter daemon -repair", runRepairCap})
-}

@@ -211,19 +211,19 @@ func TestShareSourceReplayAcrossRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := s.next(ctx); err != nil || p.Ref.ID[0] != 7 || s.last.Seq != 7 {
-		t.Fatalf("first record: %v %v", p.Ref.ID, err)
+	if p, seq, err := s.next(ctx); err != nil || p.Ref.ID[0] != 7 || s.last.Seq != 7 || seq != 7 {
+		t.Fatalf("first record: %v %d %v", p.Ref.ID, seq, err)
 	}
 	put(5) // a stale donor answers an older record to the next run
 	s, err = newShareSource(d, sk.Cap, seqFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.next(ctx); !errors.Is(err, root.ErrReplay) {
+	if _, _, err := s.next(ctx); !errors.Is(err, root.ErrReplay) {
 		t.Fatalf("older record after a restart: %v, want ErrReplay", err)
 	}
 	put(8)
-	if p, err := s.next(ctx); err != nil || p.Ref.ID[0] != 8 {
-		t.Fatalf("newer record: %v %v", p.Ref.ID, err)
+	if p, seq, err := s.next(ctx); err != nil || p.Ref.ID[0] != 8 || seq != 8 {
+		t.Fatalf("newer record: %v %d %v", p.Ref.ID, seq, err)
 	}
 }

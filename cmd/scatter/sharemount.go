@@ -15,14 +15,12 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/routing"
-	"golang.org/x/sys/unix"
 
 	"github.com/scatterfs/scatter/crypt"
-	"github.com/scatterfs/scatter/dht"
-	"github.com/scatterfs/scatter/fs"
 	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/root"
 	"github.com/scatterfs/scatter/snapshot"
+	"github.com/scatterfs/scatter/upkeep"
 	"github.com/scatterfs/scatter/volume"
 )
 
@@ -53,25 +51,25 @@ func newShareSource(dht routing.ValueStore, c crypt.Cap, seqFile string) (*share
 	return s, nil
 }
 
-func (s *shareSource) next(ctx context.Context) (snapshot.Ptr, error) {
+func (s *shareSource) next(ctx context.Context) (snapshot.Ptr, uint64, error) {
 	rec, err := root.GetShare(ctx, s.dht, s.cap, s.seen)
 	if err != nil {
-		return snapshot.Ptr{}, err
+		return snapshot.Ptr{}, 0, err
 	}
 	if rec.Seq > s.seen {
 		if err := writeFileAtomic(s.seqFile, []byte(strconv.FormatUint(rec.Seq, 10)+"\n")); err != nil {
-			return snapshot.Ptr{}, err
+			return snapshot.Ptr{}, 0, err
 		}
 		s.seen = rec.Seq
 	}
 	s.last = rec
-	return rec.Dir, nil
+	return rec.Dir, rec.Seq, nil
 }
 
 // runCapMount is `scatter mount -cap CAP DIR`: the shared directory, restored from its
-// share record alone (no drive key), mounted read-only and followed. closers run when
-// runMount returns.
-func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *slog.Logger) (err error) {
+// share record alone (no drive key), mounted read-only and followed, with a control
+// socket for scatter status and sync as a follower's.
+func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *slog.Logger) error {
 	c, err := crypt.ParseCap(strings.TrimSpace(o.capText))
 	if err != nil {
 		return fmt.Errorf("%w: -cap: %v", errUsage, err)
@@ -81,32 +79,18 @@ func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *sl
 		boot = c.Hints
 	}
 	if len(boot) == 0 {
-		return fmt.Errorf("%w: a -cap mount joins the drive's swarm through -bootstrap (the capability has no hints)", errUsage)
+		return errNoBootstrap("a -cap mount joins the drive's swarm through its donors, and the capability names none")
 	}
 	if o.dataDir == defaultDataDir("drive") {
 		// Each share gets its own state, apart from any drive of this user.
 		sum := sha256.Sum256(c.Public)
 		o.dataDir = defaultDataDir("share-" + hex.EncodeToString(sum[:6]))
 	}
-	if err := checkMountpoint(o.mountpoint); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return err
-	}
 	var closers []func() error
-	defer func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			if cerr := closers[i](); cerr != nil {
-				log.Warn("shutdown", "err", cerr)
-			}
-		}
-	}()
-	unlock, err := lockDataDir(o.dataDir)
-	if err != nil {
+	defer runClosers(&closers, log)
+	if err := o.prepare(&closers); err != nil {
 		return err
 	}
-	closers = append(closers, unlock)
 
 	// The holder has no drive key. Its node still needs an owner key (it never puts a
 	// fragment) and the pipeline a codec (it only fetches and decodes: chunks are opened
@@ -116,20 +100,10 @@ func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *sl
 		return err
 	}
 	keys := throwaway.Keys()
-	node, err := dht.New(ctx, dht.Config{
-		DataDir: filepath.Join(o.dataDir, "node"), Bootstrap: boot, Mode: dht.ModeClient,
-		Owner: keys.Storage, Logger: log,
-	})
+	node, net, m, err := o.join(ctx, boot, keys.Storage, &closers, log)
 	if err != nil {
 		return err
 	}
-	closers = append(closers, node.Close)
-	dnet, err := dht.NewNetwork(node, dht.NetworkConfig{})
-	if err != nil {
-		return err
-	}
-	m := newMeters()
-	net := &meteredNetwork{Network: dnet, m: m}
 	cache, err := volume.OpenCache(volume.Config{Dir: o.dataDir, CacheDir: filepath.Join(o.dataDir, "cache"), CacheMax: int64(o.cache)})
 	if err != nil {
 		return err
@@ -167,51 +141,9 @@ func runCapMount(ctx context.Context, o *mountOptions, stdout io.Writer, log *sl
 	}
 	closers = append(closers, f.Close)
 	fmt.Fprintf(stdout, "Restored the shared directory (share record %d) in %v.\n", src.last.Seq, time.Since(start).Round(time.Millisecond))
-	m.nodeGauges(node)
-	if o.metrics != "" {
-		stop, addr, err := m.serve(o.metrics)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, stop)
-		fmt.Fprintf(stdout, "Metrics on http://%s/metrics\n", addr)
-	}
-
-	srv, err := fs.MountLive(o.mountpoint, f.Live(), fs.Options{ReadOnly: true, AllowOther: o.allowOther, Debug: o.debugFUSE, Logger: log})
-	if err != nil {
-		return fmt.Errorf("mount %s: %w", o.mountpoint, err)
-	}
-	unmounted := make(chan struct{})
-	go func() { srv.Wait(); close(unmounted) }()
-	closers = append(closers, func() error {
-		select {
-		case <-unmounted:
-			return nil
-		default:
-		}
-		if err := srv.Unmount(); err != nil {
-			return errors.Join(err, unix.Unmount(o.mountpoint, unix.MNT_DETACH))
-		}
-		<-unmounted
-		return nil
-	})
-	f.Run()
-	fmt.Fprintf(stdout, "Mounted the shared directory read-only on %s, following the writer every %v.\n"+
-		"Stop with Ctrl-C or `umount %s`.\n", o.mountpoint, o.followEvery, o.mountpoint)
-	if o.readyFile != "" {
-		if err := writeFileAtomic(o.readyFile, []byte(o.mountpoint+"\n")); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintf(stdout, "Unmounting %s…\n", o.mountpoint)
-		if err := unmountBusy(srv, o.mountpoint, unmounted, stdout); err != nil {
-			fmt.Fprintln(stdout, err)
-		}
-	case <-unmounted:
-		fmt.Fprintf(stdout, "%s was unmounted.\n", o.mountpoint)
-	}
-	fmt.Fprintln(stdout, "Unmounted.")
-	return nil
+	return followMount(ctx, o, followControl{f: f, share: true, base: mountControl{
+		mountpoint: o.mountpoint, dataDir: o.dataDir, cacheMax: int64(o.cache), key: c.Public,
+		shape: driveSettings{K: int(src.last.Dir.Ref.K), M: int(src.last.Dir.Ref.M)},
+		net:   net, m: m, up: upkeep.New(net, upkeep.Config{Lease: o.lease}),
+	}}, node, &closers, "the shared directory", stdout, log)
 }

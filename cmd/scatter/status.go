@@ -30,6 +30,15 @@ func (c *ctlFlags) client() *control.Client {
 	return control.NewClient(filepath.Join(c.dataDir, "control.sock"))
 }
 
+// withTimeout bounds ctx by d, the -timeout of a verb that asks a running mount; 0 is
+// no bound.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
 // notRunning rewords control.ErrNotRunning for the user.
 func (c *ctlFlags) wrap(err error) error {
 	if errors.Is(err, control.ErrNotRunning) {
@@ -64,11 +73,8 @@ each holder once, with one batched request for all of its fragments.`,
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, o.timeout)
+	defer cancel()
 	st, err := o.client().Status(ctx, o.health)
 	if err != nil {
 		return o.wrap(err)
@@ -84,6 +90,15 @@ each holder once, with one batched request for all of its fragments.`,
 
 func printStatus(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "Drive mounted on %s (k+m = %d+%d), scatter %s\n", st.Mountpoint, st.K, st.M, st.Version)
+	if f := st.Follow; f != nil {
+		what := "the drive"
+		if f.Share {
+			what = "a shared directory of the drive"
+		}
+		fmt.Fprintf(w, "Read-only: shows %s as of the writer's snapshot %s (record %d); looked for a newer one %v ago\n"+
+			"(every %v); %d newer snapshots shown since the mount.\n", what, f.Root, f.Seq,
+			time.Since(f.Checked).Round(time.Second), time.Duration(f.IntervalSeconds*float64(time.Second)), f.Swaps)
+	}
 	if st.LocalDonors > 0 {
 		fmt.Fprintf(w, "Local swarm: %d donors in this mount's process, on 127.0.0.1: the data stays on this machine.\n", st.LocalDonors)
 	}
@@ -149,11 +164,8 @@ drive as it is now. Ctrl-C stops waiting; the uploads go on in the mount.`,
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, o.timeout)
+	defer cancel()
 	bar := newProgressBar(stdout)
 	err := o.client().Sync(ctx, bar.update)
 	bar.done()

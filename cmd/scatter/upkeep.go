@@ -4,10 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/swarm"
 	"github.com/scatterfs/scatter/upkeep"
 	"github.com/scatterfs/scatter/volume"
 )
@@ -73,15 +75,33 @@ func (c *mountControl) Check(ctx context.Context, repair, verify bool, progress 
 	res := &control.CheckResult{
 		Chunks: s.Chunks, Complete: s.Complete, Degraded: s.Degraded, Unreadable: s.Unreadable,
 		Fragments: s.Fragments, Found: s.Found, Corrupt: s.Corrupt, Unanswered: len(s.Failures),
+		Denied: s.Denied, Unaudited: s.Unaudited, Deniers: peerNames(s.Deniers), Liars: peerNames(s.Liars),
 	}
+	stalled := make([]swarm.PeerID, len(s.Failures))
+	for i, f := range s.Failures {
+		stalled[i] = f.Peer
+	}
+	res.Stalled = peerNames(stalled)
 	if r := rep.Repair; r != nil {
 		res.Repair = &control.RepairResult{
 			Chunks: r.Chunks, Repaired: r.Repaired, Partial: r.Partial, Failed: r.Failed,
 			Rebuilt: r.Rebuilt, Bytes: r.Bytes, Seconds: time.Since(repairStart).Seconds(),
+			Suspects: peerNames(r.Suspects),
 		}
 		for _, e := range r.Errors {
 			res.Repair.Errors = append(res.Repair.Errors, e.Error())
 		}
 	}
 	return res, nil
+}
+
+// peerNames returns the peers' IDs as text, sorted, each once; nil for none (the JSON
+// then leaves the list out).
+func peerNames(ids []swarm.PeerID) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, string(id))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -26,6 +26,10 @@ type Options struct {
 	FsName string
 	// Timeout is how long the kernel caches attributes and names; default 1 s.
 	Timeout time.Duration
+	// NegativeTimeout is how long a writer mount's kernel remembers that a name does not
+	// exist; default 1 min. A read-only mount does not remember it (its names appear
+	// from elsewhere).
+	NegativeTimeout time.Duration
 	// ReadAheadKB is written to the mount's read_ahead_kb after mounting; default 1024,
 	// negative leaves the kernel's value.
 	ReadAheadKB int
@@ -56,13 +60,16 @@ func MountLive(dir string, l *Live, o Options) (*fuse.Server, error) {
 	if o.Timeout == 0 {
 		o.Timeout = time.Second
 	}
+	if o.NegativeTimeout == 0 {
+		o.NegativeTimeout = time.Minute
+	}
 	if o.ReadAheadKB == 0 {
 		o.ReadAheadKB = 1024
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	root := &node{m: &mnt{live: l, log: o.Logger, ro: o.ReadOnly}, ino: volume.RootIno}
+	root := &node{m: &mnt{live: l, log: o.Logger, ro: o.ReadOnly, timeout: o.Timeout}, ino: volume.RootIno}
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:   o.AllowOther,
@@ -81,7 +88,15 @@ func MountLive(dir string, l *Live, o Options) (*fuse.Server, error) {
 		AttrTimeout:    &o.Timeout,
 		RootStableAttr: &gofs.StableAttr{Ino: volume.RootIno},
 	}
-	if o.ReadOnly {
+	if !o.ReadOnly {
+		// A writer mount is the drive's only writer and every name it creates goes
+		// through this kernel, which turns the negative entry into the new one: however
+		// long it is remembered, a negative entry is never stale. rsync looks each name
+		// up before its generator's scan and again before the receiver's rename, often
+		// more than Timeout later: one LOOKUP per file saved (see docs/benchmarks.md,
+		// "Per-file cost and memory").
+		opts.NegativeTimeout = &o.NegativeTimeout
+	} else {
 		// A direct mount takes the read-only bit as a flag ("ro" as an option string
 		// would be refused by the kernel). Where go-fuse falls back to fusermount (not
 		// root), the kernel does not know; the filesystem's own EROFS still holds.

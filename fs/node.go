@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -18,6 +19,10 @@ type mnt struct {
 	live *Live
 	log  *slog.Logger
 	ro   bool // refuse every change with EROFS
+	// timeout is the attribute timeout of Setattr's reply, which go-fuse leaves at 0
+	// (unlike Getattr's): at 0 the kernel asked again at once, two GETATTRs per file
+	// rsync wrote (it sets mode, then times).
+	timeout time.Duration
 }
 
 // node is one inode of the mount.
@@ -140,6 +145,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 		return n.errno("setattr", err)
 	}
 	setAttr(&out.Attr, &a)
+	out.SetTimeout(n.m.timeout)
 	return 0
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	chunk "github.com/ipfs/boxo/chunker"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -37,16 +38,31 @@ type writeback struct {
 	failures map[*file]int       //
 	lastErr  error               // last upload error (for ENOSPC logs)
 	timer    *time.Timer         // wakes workers when a backoff ends
+
+	// splitters holds idle splitters for the next job, at most Uploaders of them. A
+	// keyed FastCDC splitter allocates and clears a buffer of twice the largest chunk
+	// (16 MiB by default) when made: once per upload job, that was ~7% of the mount's CPU
+	// during rsync of small files, and 16 MiB of garbage per file.
+	splitters chan resettable
+}
+
+// resettable is a splitter that can be pointed at a new stream and keeps its buffer
+// (chunker.Splitter is one). All splitters of a volume have its key and sizes, so any
+// idle one serves any job.
+type resettable interface {
+	chunk.Splitter
+	Reset(r io.Reader)
 }
 
 func newWriteback(v *Volume) *writeback {
 	w := &writeback{
-		v:        v,
-		progress: make(chan struct{}),
-		pending:  map[*file]struct{}{},
-		stagedF:  map[*file]struct{}{},
-		retryAt:  map[*file]time.Time{},
-		failures: map[*file]int{},
+		v:         v,
+		progress:  make(chan struct{}),
+		pending:   map[*file]struct{}{},
+		stagedF:   map[*file]struct{}{},
+		retryAt:   map[*file]time.Time{},
+		failures:  map[*file]int{},
+		splitters: make(chan resettable, v.cfg.Uploaders),
 	}
 	w.cond = sync.NewCond(&w.mu)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -424,21 +440,34 @@ func (v *Volume) planLocked(f *file) (*job, bool, error) {
 }
 
 // split cuts buf (the content of [j.off, j.end)) into chunks. With keepTail the last
-// chunk is left out unless it is the only one holding dirty bytes.
+// chunk is left out unless it is the only one holding dirty bytes. The chunks' Data are
+// stretches of buf, which must not change until they are put.
 func (v *Volume) split(j *job, buf []byte) ([]extentAt, error) {
-	sp := v.chunks.Split(bytes.NewReader(buf))
+	sp := v.wb.splitter(bytes.NewReader(buf))
+	defer v.wb.idle(sp)
+	next := sp.NextBytes
+	if n, ok := sp.(interface{ Next() ([]byte, error) }); ok {
+		next = n.Next // no copy: only the length is used
+	}
 	var pieces []extentAt
 	off := j.off
 	for {
-		b, err := sp.NextBytes()
+		b, err := next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("split: %w", err)
 		}
-		pieces = append(pieces, extentAt{Off: off, extent: extent{Len: int64(len(b)), Data: b}})
-		off += int64(len(b))
+		n := int64(len(b))
+		if n == 0 || off+n > j.end {
+			panic(fmt.Sprintf("BUG: splitter returned a chunk of %d bytes at %d of %d", n, off-j.off, j.end-j.off))
+		}
+		// The splitter read buf in order, so the chunk is buf's next n bytes: taking them
+		// from buf saves copying every uploaded byte once more.
+		at := off - j.off
+		pieces = append(pieces, extentAt{Off: off, extent: extent{Len: n, Data: buf[at : at+n : at+n]}})
+		off += n
 	}
 	if off != j.end {
 		panic(fmt.Sprintf("BUG: splitter returned %d bytes of %d", off-j.off, j.end-j.off))
@@ -448,6 +477,35 @@ func (v *Volume) split(j *job, buf []byte) ([]extentAt, error) {
 	}
 	return pieces, nil
 }
+
+// splitter returns a splitter over r: an idle one reset onto r, or a new one.
+func (w *writeback) splitter(r io.Reader) chunk.Splitter {
+	select {
+	case s := <-w.splitters:
+		s.Reset(r)
+		return s
+	default:
+		return w.v.chunks.Split(r)
+	}
+}
+
+// idle keeps s for a later job if it can be reset and fewer than Uploaders are idle.
+func (w *writeback) idle(s chunk.Splitter) {
+	rs, ok := s.(resettable)
+	if !ok {
+		return
+	}
+	rs.Reset(eof{}) // drop the job's reader, and with it the job's buffer
+	select {
+	case w.splitters <- rs:
+	default:
+	}
+}
+
+// eof is an empty stream.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
 
 // putChunks puts the pieces' chunks, PutParallel at a time, each bounded in time.
 func (v *Volume) putChunks(ctx context.Context, pieces []extentAt) error {

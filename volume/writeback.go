@@ -44,6 +44,10 @@ type writeback struct {
 	// (16 MiB by default) when made: once per upload job, that was ~7% of the mount's CPU
 	// during rsync of small files, and 16 MiB of garbage per file.
 	splitters chan resettable
+	// bufs holds idle job buffers (each of capacity at least JobMax), at most Uploaders
+	// of them: a buffer made per job was a quarter of the bytes the mount allocated while
+	// writing a large file.
+	bufs chan []byte
 }
 
 // resettable is a splitter that can be pointed at a new stream and keeps its buffer
@@ -63,6 +67,7 @@ func newWriteback(v *Volume) *writeback {
 		retryAt:   map[*file]time.Time{},
 		failures:  map[*file]int{},
 		splitters: make(chan resettable, v.cfg.Uploaders),
+		bufs:      make(chan []byte, v.cfg.Uploaders),
 	}
 	w.cond = sync.NewCond(&w.mu)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -312,7 +317,8 @@ func (v *Volume) upload(ctx context.Context, f *file) (more bool, err error) {
 		f.mu.Unlock()
 		return false, err
 	}
-	buf := make([]byte, j.end-j.off)
+	buf := v.wb.buffer(j.end - j.off) // every byte is written by readLocked and fillChunks
+	defer v.wb.idleBuffer(buf)        // after the commit: pieces' Data are stretches of buf
 	segs, err := v.readLocked(f, buf, j.off)
 	f.mu.Unlock()
 	if err == nil {
@@ -498,6 +504,28 @@ func (w *writeback) idle(s chunk.Splitter) {
 	rs.Reset(eof{}) // drop the job's reader, and with it the job's buffer
 	select {
 	case w.splitters <- rs:
+	default:
+	}
+}
+
+// buffer returns a job buffer of n bytes: an idle one if it is large enough, else a new
+// one of capacity at least JobMax (jobs are mostly JobMax long, a little more where they
+// take in whole chunks at their edges).
+func (w *writeback) buffer(n int64) []byte {
+	select {
+	case b := <-w.bufs:
+		if int64(cap(b)) >= n {
+			return b[:n]
+		}
+	default:
+	}
+	return make([]byte, n, max(n, w.v.cfg.JobMax))
+}
+
+// idleBuffer keeps b for a later job, unless Uploaders buffers are idle already.
+func (w *writeback) idleBuffer(b []byte) {
+	select {
+	case w.bufs <- b:
 	default:
 	}
 }

@@ -42,7 +42,10 @@ func snapDirty(tx *bolt.Tx, ino uint64) error {
 	if b == nil {
 		return nil
 	}
-	return b.Put(inoKey(ino), binary.BigEndian.AppendUint64(nil, uint64(tx.ID())))
+	kv := make([]byte, 16) // one allocation; bbolt keeps both until the commit
+	binary.BigEndian.PutUint64(kv, ino)
+	binary.BigEndian.PutUint64(kv[8:], uint64(tx.ID()))
+	return b.Put(kv[:8], kv[8:])
 }
 
 // snapDirtyRecord records that UpdateRefs rewrote the record under key in bucket: an

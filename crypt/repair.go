@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -53,7 +52,7 @@ type RepairCap struct {
 func (k *Keys) RepairCap() RepairCap {
 	return RepairCap{
 		Storage:  k.Storage,
-		Secret:   deriveFrom(&k.Metadata, labelRepair),
+		Secret:   deriveFrom(&k.Metadata, nil, labelRepair),
 		Manifest: k.ManifestKey().Public().(ed25519.PublicKey),
 	}
 }
@@ -62,15 +61,16 @@ func (k *Keys) RepairCap() RepairCap {
 // repair manifest's records. It derives from the metadata key and is not in the
 // capability, so a repairer can read the manifest but not forge one.
 func (k *Keys) ManifestKey() ed25519.PrivateKey {
-	seed := deriveFrom(&k.Metadata, labelManifest)
+	seed := deriveFrom(&k.Metadata, nil, labelManifest)
 	return ed25519.NewKeyFromSeed(seed[:])
 }
 
-// deriveFrom is derive with any 32-byte input key.
-func deriveFrom(ikm *[KeySize]byte, label string) [KeySize]byte {
-	b, err := hkdf.Key(sha256.New, ikm[:], nil, label, KeySize)
+// deriveFrom is derive with any 32-byte input key and a salt (nil for none): the share
+// keys are salted with the share ID, the repair keys are not.
+func deriveFrom(ikm *[KeySize]byte, salt []byte, label string) [KeySize]byte {
+	b, err := hkdf.Key(sha256.New, ikm[:], salt, label, KeySize)
 	if err != nil {
-		panic("BUG: crypt: hkdf: " + err.Error())
+		panic("BUG: crypt: hkdf: " + err.Error()) // only fails for lengths > 255*32
 	}
 	return [KeySize]byte(b)
 }
@@ -83,18 +83,18 @@ func (c RepairCap) StoragePublic() ed25519.PublicKey {
 // LogKey returns the private key of the repair log identity: the repairer signs its log
 // records with it. Whoever holds the capability holds it.
 func (c RepairCap) LogKey() ed25519.PrivateKey {
-	seed := deriveFrom(&c.Secret, labelRepairLog)
+	seed := deriveFrom(&c.Secret, nil, labelRepairLog)
 	return ed25519.NewKeyFromSeed(seed[:])
 }
 
 // ManifestPayloadKey returns the key that encrypts manifest record payloads.
 func (c RepairCap) ManifestPayloadKey() [KeySize]byte {
-	return deriveFrom(&c.Secret, labelRepairManifestPL)
+	return deriveFrom(&c.Secret, nil, labelRepairManifestPL)
 }
 
 // LogPayloadKey returns the key that encrypts repair log record payloads.
 func (c RepairCap) LogPayloadKey() [KeySize]byte {
-	return deriveFrom(&c.Secret, labelRepairLogPL)
+	return deriveFrom(&c.Secret, nil, labelRepairLogPL)
 }
 
 // ObjectKeys returns the Keys that seal the manifest's and the log's pages, stored as
@@ -102,7 +102,7 @@ func (c RepairCap) LogPayloadKey() [KeySize]byte {
 // unrelated to the drive's own, so the repairer opens these pages and nothing else of the
 // drive.
 func (c RepairCap) ObjectKeys() *Keys {
-	return Secret(deriveFrom(&c.Secret, labelRepairObjects)).Keys()
+	return Secret(deriveFrom(&c.Secret, nil, labelRepairObjects)).Keys()
 }
 
 // String returns a fixed placeholder: the capability can delete the drive's fragments.
@@ -112,7 +112,7 @@ func (c RepairCap) String() string { return "crypt.RepairCap(REDACTED)" }
 func (c RepairCap) GoString() string { return c.String() }
 
 // Repair capability text, version 1: RepairCapPrefix followed by the lower-case RFC 4648
-// base32 (no padding) of the 101 bytes
+// base32 (no padding, textEncoding) of the 101 bytes
 //
 //	version 1 (1) | storage seed (32) | repair secret (32) | manifest public key (32) |
 //	CRC-32C of the previous 97 bytes (4)
@@ -125,8 +125,6 @@ const (
 	repairCapBytes  = 1 + 3*KeySize + 4
 )
 
-var repairCapEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
 // Text returns the capability's text form, for ParseRepairCap.
 func (c RepairCap) Text() string { return encodeRepairCap(repairCapV1, c) }
 
@@ -137,7 +135,7 @@ func encodeRepairCap(version byte, c RepairCap) string {
 	b = append(b, c.Secret[:]...)
 	b = append(b, c.Manifest...)
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	return RepairCapPrefix + repairCapEncoding.EncodeToString(b)
+	return RepairCapPrefix + textEncoding.EncodeToString(b)
 }
 
 // ParseRepairCap parses the text Text wrote, exactly: no spaces, upper case or other
@@ -148,13 +146,11 @@ func ParseRepairCap(text string) (RepairCap, error) {
 	if !ok {
 		return RepairCap{}, fmt.Errorf("%w: does not start with %q", ErrRepairCap, RepairCapPrefix)
 	}
-	if want := repairCapEncoding.EncodedLen(repairCapBytes); len(body) != want {
+	if want := textEncoding.EncodedLen(repairCapBytes); len(body) != want {
 		return RepairCap{}, fmt.Errorf("%w: %d characters after the prefix, want %d", ErrRepairCap, len(body), want)
 	}
-	b, err := repairCapEncoding.DecodeString(body)
-	// Re-encoding must give the same text: that rejects non-zero padding bits, which the
-	// decoder ignores, so one capability has exactly one text.
-	if err != nil || len(b) != repairCapBytes || repairCapEncoding.EncodeToString(b) != body {
+	b, err := decodeText(body)
+	if err != nil || len(b) != repairCapBytes {
 		return RepairCap{}, fmt.Errorf("%w: not lower-case base32", ErrRepairCap)
 	}
 	n := repairCapBytes - 4

@@ -111,7 +111,7 @@ func TestParseRepairCapErrors(t *testing.T) {
 		"long":           good + "a",
 		"bad char":       good[:len(good)-3] + "1" + good[len(good)-2:],
 		"flipped":        RepairCapPrefix + string(flip),
-		"padding bits":   good[:len(good)-1] + string(repairCapEncoding.EncodeToString([]byte{0xff})[1]),
+		"padding bits":   good[:len(good)-1] + string(textEncoding.EncodeToString([]byte{0xff})[1]),
 	}
 	for name, text := range cases {
 		if _, err := ParseRepairCap(text); !errors.Is(err, ErrRepairCap) {

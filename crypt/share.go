@@ -2,9 +2,7 @@ package crypt
 
 import (
 	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
@@ -79,23 +77,15 @@ type ShareKeys struct {
 // keep the secret; it never leaves the writer's device, so the share keys are as
 // secret as the drive's, and each share's are independent of every other's.
 func (k *Keys) Share(id ShareID) *ShareKeys {
-	seed := shareDerive(&k.Metadata, id, labelShareSigning)
+	seed := deriveFrom(&k.Metadata, id[:], labelShareSigning)
 	sk := ed25519.NewKeyFromSeed(seed[:])
 	return &ShareKeys{
 		Signing: sk,
 		Cap: Cap{
 			Public: sk.Public().(ed25519.PublicKey),
-			Key:    shareDerive(&k.Metadata, id, labelShareKey),
+			Key:    deriveFrom(&k.Metadata, id[:], labelShareKey),
 		},
 	}
-}
-
-func shareDerive(ikm *[KeySize]byte, id ShareID, label string) [KeySize]byte {
-	b, err := hkdf.Key(sha256.New, ikm[:], id[:], label, KeySize)
-	if err != nil {
-		panic("BUG: crypt: hkdf: " + err.Error()) // only fails for lengths > 255*32
-	}
-	return [KeySize]byte(b)
 }
 
 // Cap is a read-only share capability: the share identity's public key (the record's
@@ -127,7 +117,23 @@ const (
 	capMaxBytes = capMinBytes + MaxCapHints*(1+maxCapHint)
 )
 
-var capEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+// textEncoding is the base32 of the capabilities' text forms (share and repair): RFC
+// 4648's alphabet in lower case, without padding.
+var textEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// decodeText decodes s, a capability's text after its prefix. Only the canonical text is
+// accepted: the decoder ignores the unused bits of the last character, so re-encoding
+// must give s back, or one capability would have several texts.
+func decodeText(s string) ([]byte, error) {
+	b, err := textEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if textEncoding.EncodeToString(b) != s {
+		return nil, errors.New("not in canonical form")
+	}
+	return b, nil
+}
 
 // String returns the capability as text, e.g. "scatter-cap1:aeb…". It panics only on a
 // Cap that ParseCap could never return (a broken invariant of the caller).
@@ -136,7 +142,7 @@ func (c Cap) String() string {
 	if err != nil {
 		panic("BUG: " + err.Error())
 	}
-	return capPrefix + capEncoding.EncodeToString(b)
+	return capPrefix + textEncoding.EncodeToString(b)
 }
 
 func (c Cap) marshal(version byte) ([]byte, error) {
@@ -184,16 +190,12 @@ func ParseCap(s string) (Cap, error) {
 	if !ok {
 		return Cap{}, fmt.Errorf("%w: does not start with %q", ErrCap, capPrefix)
 	}
-	if len(rest) > capEncoding.EncodedLen(capMaxBytes) {
+	if len(rest) > textEncoding.EncodedLen(capMaxBytes) {
 		return Cap{}, fmt.Errorf("%w: %d characters, too long", ErrCap, len(s))
 	}
-	b, err := capEncoding.DecodeString(rest)
+	b, err := decodeText(rest)
 	if err != nil {
 		return Cap{}, fmt.Errorf("%w: %v", ErrCap, err)
-	}
-	// Trailing bits of the last character must be zero: one text per capability.
-	if capEncoding.EncodeToString(b) != rest {
-		return Cap{}, fmt.Errorf("%w: not in canonical form", ErrCap)
 	}
 	if len(b) < capMinBytes {
 		return Cap{}, fmt.Errorf("%w: %d bytes, need at least %d", ErrCap, len(b), capMinBytes)

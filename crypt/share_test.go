@@ -149,8 +149,8 @@ func TestParseCapRejects(t *testing.T) {
 		"flipped sum":    flip(good, len(good)-2),
 		"cut short":      good[:len(good)-8],
 		"too long":       capPrefix + strings.Repeat("a", 4000),
-		"version 2":      capPrefix + capEncoding.EncodeToString(v2),
-		"non-canonical":  good[:len(good)-1] + string(capEncoding.EncodeToString([]byte{0xff})[1]),
+		"version 2":      capPrefix + textEncoding.EncodeToString(v2),
+		"non-canonical":  good[:len(good)-1] + string(textEncoding.EncodeToString([]byte{0xff})[1]),
 		"just the label": capPrefix,
 	}
 	for name, s := range cases {
@@ -161,7 +161,7 @@ func TestParseCapRejects(t *testing.T) {
 			t.Errorf("%s: %q: err %v, want ErrCap", name, s, err)
 		}
 	}
-	if _, err := ParseCap(capPrefix + capEncoding.EncodeToString(v2)); !errors.Is(err, ErrUnsupportedVersion) {
+	if _, err := ParseCap(capPrefix + textEncoding.EncodeToString(v2)); !errors.Is(err, ErrUnsupportedVersion) {
 		t.Errorf("version 2: %v, want ErrUnsupportedVersion too", err)
 	}
 	c.Hints = []string{"has space"}

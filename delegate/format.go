@@ -3,17 +3,15 @@ package delegate
 import (
 	"bytes"
 	"cmp"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 
-	"golang.org/x/crypto/chacha20poly1305"
-
 	"github.com/scatterfs/scatter/chunker"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/pipeline"
+	"github.com/scatterfs/scatter/root"
 	"github.com/scatterfs/scatter/swarm"
 )
 
@@ -330,40 +328,22 @@ func sealBody(key [crypt.KeySize]byte, ad string, pub []byte, seq uint64, body r
 	}
 	plain := binary.BigEndian.AppendUint32(nil, body.count)
 	plain = append(plain, list...)
-	aead, err := chacha20poly1305.NewX(key[:])
-	if err != nil {
-		panic("BUG: delegate: xchacha: " + err.Error())
-	}
-	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
-	out[0] = formatV1
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, fmt.Errorf("delegate: nonce: %w", err)
-	}
-	return aead.Seal(out, out[1:], plain, adData(ad, pub, seq)), nil
+	return bodySealing(key, ad).Seal(pub, seq, plain)
 }
 
-func adData(prefix string, pub []byte, seq uint64) []byte {
-	ad := append([]byte(prefix), pub...)
-	return binary.BigEndian.AppendUint64(ad, seq)
+// bodySealing is the sealing of a record kind's payloads (root.Sealing, the same as
+// every named record's).
+func bodySealing(key [crypt.KeySize]byte, ad string) *root.Sealing {
+	return &root.Sealing{Key: key, Version: formatV1, AD: ad,
+		Invalid: ErrInvalid, What: "payload", Whose: "with this repair capability"}
 }
 
 // openBody decrypts and parses what sealBody wrote. A payload that does not decrypt is
 // ErrInvalid; one that decrypts but does not parse is ErrCorrupt.
 func openBody(key [crypt.KeySize]byte, ad string, pub []byte, seq uint64, b []byte) (recordBody, error) {
-	aead, err := chacha20poly1305.NewX(key[:])
+	plain, err := bodySealing(key, ad).Open(pub, seq, b)
 	if err != nil {
-		panic("BUG: delegate: xchacha: " + err.Error())
-	}
-	n := 1 + aead.NonceSize()
-	if len(b) < n+aead.Overhead() {
-		return recordBody{}, fmt.Errorf("%w: payload of %d bytes", ErrInvalid, len(b))
-	}
-	if b[0] != formatV1 {
-		return recordBody{}, fmt.Errorf("%w: payload version %d", ErrInvalid, b[0])
-	}
-	plain, err := aead.Open(nil, b[1:n], b[n:], adData(ad, pub, seq))
-	if err != nil {
-		return recordBody{}, fmt.Errorf("%w: payload does not decrypt with this repair capability", ErrInvalid)
+		return recordBody{}, err
 	}
 	return parseBody(plain)
 }

@@ -2,7 +2,10 @@ package root
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +13,9 @@ import (
 	"github.com/ipfs/boxo/ipns"
 	ic "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/scatterfs/scatter/crypt"
 )
 
 // Named records: the same IPNS envelope as the root record (V2 signature, the placeholder
@@ -104,4 +110,63 @@ func GetNamed(ctx context.Context, dht routing.ValueStore, pub ed25519.PublicKey
 		return nil, fmt.Errorf("root: get record: %w", err)
 	}
 	return b, nil
+}
+
+// Sealing is how one kind of named record seals its payload; every kind (root, share,
+// repair manifest, repair log) seals the same way:
+//
+//	version (1) | nonce (24) | XChaCha20-Poly1305 under Key of the plaintext
+//
+// with associated data AD | the record identity's public key | sequence (u64), so a
+// payload cannot move to another kind of record, identity or sequence.
+type Sealing struct {
+	Key     [crypt.KeySize]byte
+	Version byte
+	AD      string // the kind's associated-data prefix, e.g. "scatter root v1\x00"
+	// Invalid is the sentinel Open's errors wrap; What names the payload in them
+	// ("payload", "share payload") and Whose the key ("with this drive's keys").
+	Invalid     error
+	What, Whose string
+}
+
+func (s *Sealing) aead() cipher.AEAD {
+	aead, err := chacha20poly1305.NewX(s.Key[:])
+	if err != nil {
+		panic("BUG: root: xchacha: " + err.Error()) // only for a key of another size
+	}
+	return aead
+}
+
+func (s *Sealing) ad(pub []byte, seq uint64) []byte {
+	ad := append([]byte(s.AD), pub...)
+	return binary.BigEndian.AppendUint64(ad, seq)
+}
+
+// Seal encrypts plain as the payload of the record of identity pub with sequence seq.
+func (s *Sealing) Seal(pub []byte, seq uint64, plain []byte) ([]byte, error) {
+	aead := s.aead()
+	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
+	out[0] = s.Version
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, fmt.Errorf("root: nonce: %w", err)
+	}
+	return aead.Seal(out, out[1:], plain, s.ad(pub, seq)), nil
+}
+
+// Open decrypts what Seal wrote for pub and seq. A payload too short, of another version
+// or that does not decrypt is s.Invalid (wrapped).
+func (s *Sealing) Open(pub []byte, seq uint64, b []byte) ([]byte, error) {
+	aead := s.aead()
+	n := 1 + aead.NonceSize()
+	if len(b) < n+aead.Overhead() {
+		return nil, fmt.Errorf("%w: %s of %d bytes", s.Invalid, s.What, len(b))
+	}
+	if b[0] != s.Version {
+		return nil, fmt.Errorf("%w: %s version %d", s.Invalid, s.What, b[0])
+	}
+	plain, err := aead.Open(nil, b[1:n], b[n:], s.ad(pub, seq))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s does not decrypt %s", s.Invalid, s.What, s.Whose)
+	}
+	return plain, nil
 }

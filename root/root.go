@@ -10,7 +10,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,7 +21,6 @@ import (
 	ic "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
-	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/snapshot"
@@ -100,15 +98,15 @@ func identity(pub ed25519.PublicKey) (peer.ID, error) {
 	return peer.IDFromPublicKey(pk)
 }
 
-// adData binds a sealed payload to the drive and to the record's sequence number, so a
-// payload cannot be moved into another record.
-func adData(pub ed25519.PublicKey, seq uint64) []byte {
-	ad := append([]byte("scatter root v1\x00"), pub...)
-	return binary.BigEndian.AppendUint64(ad, seq)
+// payloadSealing is the root record's: under the drive's metadata key, bound to the
+// drive identity and the record's sequence.
+func payloadSealing(keys *crypt.Keys) *Sealing {
+	return &Sealing{Key: keys.Metadata, Version: payloadV1, AD: "scatter root v1\x00",
+		Invalid: ErrInvalid, What: "payload", Whose: "with this drive's keys"}
 }
 
-// sealPayload encrypts p: version ‖ nonce (24) ‖ XChaCha20-Poly1305 of
-// pointer length u16 ‖ pointer ‖ writer length u8 ‖ writer ‖ lease expiry i64 (Unix ns).
+// sealPayload encrypts p (Sealing): pointer length u16 ‖ pointer ‖ writer length u8 ‖
+// writer ‖ lease expiry i64 (Unix ns).
 func sealPayload(keys *crypt.Keys, seq uint64, p Payload) ([]byte, error) {
 	pb, err := p.Root.MarshalBinary()
 	if err != nil {
@@ -126,33 +124,16 @@ func sealPayload(keys *crypt.Keys, seq uint64, p Payload) ([]byte, error) {
 		lease = p.LeaseExpiry.UnixNano()
 	}
 	plain = binary.BigEndian.AppendUint64(plain, uint64(lease))
-	aead, err := chacha20poly1305.NewX(keys.Metadata[:])
-	if err != nil {
-		panic("BUG: root: xchacha: " + err.Error())
-	}
-	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
-	out[0] = payloadV1
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, fmt.Errorf("root: nonce: %w", err)
-	}
-	return aead.Seal(out, out[1:], plain, adData(keys.Public, seq)), nil
+	return payloadSealing(keys).Seal(keys.Public, seq, plain)
 }
 
 func openPayload(keys *crypt.Keys, seq uint64, b []byte) (Payload, error) {
-	aead, err := chacha20poly1305.NewX(keys.Metadata[:])
-	if err != nil {
-		panic("BUG: root: xchacha: " + err.Error())
-	}
-	if len(b) < 1+aead.NonceSize()+aead.Overhead() || len(b) > maxPayload {
+	if len(b) > maxPayload {
 		return Payload{}, fmt.Errorf("%w: payload of %d bytes", ErrInvalid, len(b))
 	}
-	if b[0] != payloadV1 {
-		return Payload{}, fmt.Errorf("%w: payload version %d", ErrInvalid, b[0])
-	}
-	n := 1 + aead.NonceSize()
-	plain, err := aead.Open(nil, b[1:n], b[n:], adData(keys.Public, seq))
+	plain, err := payloadSealing(keys).Open(keys.Public, seq, b)
 	if err != nil {
-		return Payload{}, fmt.Errorf("%w: payload does not decrypt with this drive's keys", ErrInvalid)
+		return Payload{}, err
 	}
 	return parsePayload(plain)
 }
@@ -190,48 +171,16 @@ func Encode(keys *crypt.Keys, seq uint64, p Payload, validity time.Duration) ([]
 	if err != nil {
 		return nil, err
 	}
-	sk, err := ic.UnmarshalEd25519PrivateKey(keys.Signing)
-	if err != nil {
-		return nil, fmt.Errorf("root: signing key: %w", err)
-	}
-	rec, err := ipns.NewRecord(sk, placeholder, seq, time.Now().Add(validity), time.Minute,
-		ipns.WithV1Compatibility(false), ipns.WithMetadata(map[string]any{metaKey: sealed}))
-	if err != nil {
-		return nil, fmt.Errorf("root: new record: %w", err)
-	}
-	b, err := ipns.MarshalRecord(rec)
-	if err != nil {
-		return nil, fmt.Errorf("root: marshal record: %w", err)
-	}
-	return b, nil
+	return EncodeNamed(keys.Signing, seq, sealed, validity)
 }
 
 // Decode validates a root record of the drive whose keys are keys (signature by the
 // drive identity, validity not passed, size) and decrypts its payload. Anything else is
 // ErrInvalid.
 func Decode(keys *crypt.Keys, b []byte) (Record, error) {
-	id, err := identity(keys.Public)
+	seq, sealed, err := DecodeNamed(keys.Public, b)
 	if err != nil {
 		return Record{}, err
-	}
-	rec, err := ipns.UnmarshalRecord(b)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if err := ipns.ValidateWithName(rec, ipns.NameFromPeer(id)); err != nil {
-		return Record{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	seq, err := rec.Sequence()
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	mv, err := rec.Metadata(metaKey)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: no payload: %w", ErrInvalid, err)
-	}
-	sealed, err := mv.AsBytes()
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: payload: %w", ErrInvalid, err)
 	}
 	p, err := openPayload(keys, seq, sealed)
 	if err != nil {
@@ -246,33 +195,15 @@ const lookupTimeout = 30 * time.Second
 
 // Put stores a signed record in the DHT.
 func Put(ctx context.Context, dht routing.ValueStore, keys *crypt.Keys, rec []byte) error {
-	key, err := Key(keys.Public)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	if err := dht.PutValue(ctx, key, rec); err != nil {
-		return fmt.Errorf("root: put record: %w", err)
-	}
-	return nil
+	return PutNamed(ctx, dht, keys.Public, rec)
 }
 
 // Get finds the drive's newest root record in the DHT and decodes it. A record whose
 // sequence is below minSeq (the highest the caller has seen) is ErrReplay.
 func Get(ctx context.Context, dht routing.ValueStore, keys *crypt.Keys, minSeq uint64) (Record, error) {
-	key, err := Key(keys.Public)
+	b, err := GetNamed(ctx, dht, keys.Public)
 	if err != nil {
 		return Record{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	b, err := dht.GetValue(ctx, key)
-	if err != nil {
-		if errors.Is(err, routing.ErrNotFound) {
-			return Record{}, fmt.Errorf("%w: %w", ErrNotFound, err)
-		}
-		return Record{}, fmt.Errorf("root: get record: %w", err)
 	}
 	rec, err := Decode(keys, b)
 	if err != nil {

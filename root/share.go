@@ -2,14 +2,11 @@ package root
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/routing"
-	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/snapshot"
@@ -35,11 +32,12 @@ type ShareRecord struct {
 	Time time.Time
 }
 
-// shareAD binds a share payload to the share identity and the record's sequence number,
-// so a payload cannot be moved into another share's record or another sequence.
-func shareAD(pub ed25519.PublicKey, seq uint64) []byte {
-	ad := append([]byte("scatter share v1\x00"), pub...)
-	return binary.BigEndian.AppendUint64(ad, seq)
+// shareSealing is a share record's: under the share key, bound to the share identity
+// and the record's sequence, so a payload cannot move into another share's record or
+// another sequence.
+func shareSealing(key [crypt.KeySize]byte) *Sealing {
+	return &Sealing{Key: key, Version: sharePayloadV1, AD: "scatter share v1\x00",
+		Invalid: ErrInvalid, What: "share payload", Whose: "with this capability"}
 }
 
 // EncodeShare signs a share record for seq naming dir, taken at t, valid for validity
@@ -51,16 +49,10 @@ func EncodeShare(sk *crypt.ShareKeys, seq uint64, dir snapshot.Ptr, t time.Time,
 	}
 	plain := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	plain = append(plain, pb...)
-	aead, err := chacha20poly1305.NewX(sk.Cap.Key[:])
+	sealed, err := shareSealing(sk.Cap.Key).Seal(sk.Cap.Public, seq, plain)
 	if err != nil {
-		panic("BUG: root: xchacha: " + err.Error())
+		return nil, err
 	}
-	sealed := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
-	sealed[0] = sharePayloadV1
-	if _, err := rand.Read(sealed[1:]); err != nil {
-		return nil, fmt.Errorf("root: nonce: %w", err)
-	}
-	sealed = aead.Seal(sealed, sealed[1:], plain, shareAD(sk.Cap.Public, seq))
 	return EncodeNamed(sk.Signing, seq, sealed, validity)
 }
 
@@ -72,20 +64,9 @@ func DecodeShare(c crypt.Cap, b []byte) (ShareRecord, error) {
 	if err != nil {
 		return ShareRecord{}, err
 	}
-	aead, err := chacha20poly1305.NewX(c.Key[:])
+	plain, err := shareSealing(c.Key).Open(c.Public, seq, sealed)
 	if err != nil {
-		panic("BUG: root: xchacha: " + err.Error())
-	}
-	n := 1 + aead.NonceSize()
-	if len(sealed) < n+aead.Overhead() {
-		return ShareRecord{}, fmt.Errorf("%w: share payload of %d bytes", ErrInvalid, len(sealed))
-	}
-	if sealed[0] != sharePayloadV1 {
-		return ShareRecord{}, fmt.Errorf("%w: share payload version %d", ErrInvalid, sealed[0])
-	}
-	plain, err := aead.Open(nil, sealed[1:n], sealed[n:], shareAD(c.Public, seq))
-	if err != nil {
-		return ShareRecord{}, fmt.Errorf("%w: share payload does not decrypt with this capability", ErrInvalid)
+		return ShareRecord{}, err
 	}
 	if len(plain) < 8 {
 		return ShareRecord{}, fmt.Errorf("%w: malformed share payload", ErrInvalid)

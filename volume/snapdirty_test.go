@@ -68,11 +68,12 @@ func snapshotProperty(t *testing.T, seed uint64) {
 	keys := s.Keys()
 	store := &objStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
 	chunks := memchunks.New(4<<10, 1<<40)
-	v, err := volume.Open(volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1, InlineMax: 512}, chunks)
+	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1, InlineMax: 512}
+	v, err := volume.Open(cfg, chunks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Close()
+	defer func() { v.Close() }()
 	rnd := rand.New(rand.NewPCG(seed, 99))
 	dirs := []uint64{volume.RootIno}
 	type ent struct {
@@ -185,7 +186,6 @@ func snapshotProperty(t *testing.T, seed uint64) {
 			}
 		}
 	}
-	r := snapshot.NewReader(store)
 	for round := range 30 {
 		// Mostly short batches, so that one kind of change alone decides some rounds.
 		for range 1 + rnd.IntN(1+rnd.IntN(30)) {
@@ -194,62 +194,116 @@ func snapshotProperty(t *testing.T, seed uint64) {
 		if err := v.SyncAll(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// A from-scratch build of the same state: a copy of the store opened afresh.
-		// Background work (a released file's last upload) may commit between the copy
-		// and the snapshot: then both are taken again.
-		var (
-			dir     string
-			inc     snapshot.Ptr
-			ist     snapshot.Stats
-			incObjs map[crypt.ChunkID]pipeline.Ref
-		)
-		for try := 0; ; try++ {
-			dir = t.TempDir()
-			copied := volume.CopyStore(t, v, dir)
-			var seen uint64
-			if inc, ist, err = v.Snapshot(ctx, store, keys); err != nil {
+		if round%10 == 9 { // a restart: the cache is gone, the marks of earlier processes stay
+			if err := v.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if incObjs, seen = volume.SnapshotState(t, v); seen == copied {
-				break
+			if v, err = volume.Open(cfg, chunks); err != nil {
+				t.Fatal(err)
 			}
-			if try == 10 {
-				t.Fatalf("round %d: commits between every copy and snapshot", round)
-			}
-			t.Logf("round %d: a commit between the copy (%d) and the snapshot (%d)", round, copied, seen)
 		}
-		w, err := volume.Open(volume.Config{Dir: dir, Logger: quiet, CommitWindow: -1, InlineMax: 512}, chunks)
-		if err != nil {
+		checkIncremental(t, v, cfg, chunks, store, keys, fmt.Sprint("round ", round))
+	}
+}
+
+// checkIncremental takes a snapshot of v and checks it against a from-scratch build of
+// the same state: a copy of the store opened afresh (no cache) and snapshotted.
+func checkIncremental(t *testing.T, v *volume.Volume, cfg volume.Config, chunks *memchunks.Store, store *objStore, keys *crypt.Keys, round string) {
+	t.Helper()
+	ctx := context.Background()
+	r := snapshot.NewReader(store)
+	var err error
+	// A from-scratch build of the same state: a copy of the store opened afresh.
+	// Background work (a released file's last upload) may commit between the copy
+	// and the snapshot: then both are taken again.
+	var (
+		dir     string
+		inc     snapshot.Ptr
+		ist     snapshot.Stats
+		incObjs map[crypt.ChunkID]pipeline.Ref
+	)
+	for try := 0; ; try++ {
+		dir = t.TempDir()
+		copied := volume.CopyStore(t, v, dir)
+		var seen uint64
+		if inc, ist, err = v.Snapshot(ctx, store, keys); err != nil {
 			t.Fatal(err)
 		}
-		full, fst, err := w.Snapshot(ctx, store, keys)
-		if err != nil {
-			t.Fatal(err)
+		if incObjs, seen = volume.SnapshotState(t, v); seen == copied {
+			break
 		}
-		fullObjs, _ := volume.SnapshotState(t, w)
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
+		if try == 10 {
+			t.Fatalf("%s: commits between every copy and snapshot", round)
 		}
-		_, itop, err := r.Root(ctx, inc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, ftop, err := r.Root(ctx, full)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(itop, ftop) {
-			t.Fatalf("round %d: incremental top entry\n%+v\nfull\n%+v", round, itop, ftop)
-		}
-		delete(incObjs, inc.Ref.ID)
-		delete(fullObjs, full.Ref.ID)
-		if !reflect.DeepEqual(incObjs, fullObjs) {
-			t.Fatalf("round %d: incremental snapshot's objects differ from a full build's (%d, %d)", round, len(incObjs), len(fullObjs))
-		}
-		if ist.Objects != fst.Objects {
-			t.Fatalf("round %d: %d objects, full build %d", round, ist.Objects, fst.Objects)
-		}
+		t.Logf("%s: a commit between the copy (%d) and the snapshot (%d)", round, copied, seen)
+	}
+	wcfg := cfg
+	wcfg.Dir = dir
+	w, err := volume.Open(wcfg, chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, fst, err := w.Snapshot(ctx, store, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullObjs, _ := volume.SnapshotState(t, w)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, itop, err := r.Root(ctx, inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ftop, err := r.Root(ctx, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(itop, ftop) {
+		t.Fatalf("%s: incremental top entry\n%+v\nfull\n%+v", round, itop, ftop)
+	}
+	delete(incObjs, inc.Ref.ID)
+	delete(fullObjs, full.Ref.ID)
+	if !reflect.DeepEqual(incObjs, fullObjs) {
+		t.Fatalf("%s: incremental snapshot's objects differ from a full build's (%d, %d)", round, len(incObjs), len(fullObjs))
+	}
+	if ist.Objects != fst.Objects {
+		t.Fatalf("%s: %d objects, full build %d", round, ist.Objects, fst.Objects)
 	}
 }
 
 func pipelinePeer(s string) swarm.PeerID { return swarm.PeerID("peer-" + s) }
+
+// TestSnapshotRemoveXattr: removing an extended attribute writes no attributes, so it
+// marks the inode itself; the next snapshot must not reuse the directory listing it.
+func TestSnapshotRemoveXattr(t *testing.T) {
+	ctx := context.Background()
+	var s crypt.Secret
+	s[0] = 7
+	keys := s.Keys()
+	store := &objStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
+	chunks := memchunks.New(4<<10, 1<<40)
+	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1}
+	v, err := volume.Open(cfg, chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	d, err := v.Mkdir(ctx, volume.RootIno, "d", 0o755, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, h, err := v.Create(ctx, d.Ino, "f", syscall.O_RDWR, 0o644, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Release()
+	if err := v.SetXattr(ctx, a.Ino, "user.x", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	checkIncremental(t, v, cfg, chunks, store, keys, "with the xattr")
+	if err := v.RemoveXattr(ctx, a.Ino, "user.x"); err != nil {
+		t.Fatal(err)
+	}
+	checkIncremental(t, v, cfg, chunks, store, keys, "without it")
+}

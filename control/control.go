@@ -244,6 +244,9 @@ type Progress struct {
 	Files    int     `json:"files"`    // files holding them
 	Uploaded int64   `json:"uploaded"` // plaintext bytes put since the sync started
 	RateBPS  float64 `json:"rate_bps"`
+	// Follow is set by a read-only mount, which has nothing to upload: its sync looks
+	// for the writer's newest snapshot and shows it.
+	Follow bool `json:"follow,omitempty"`
 }
 
 // Step is one progress report of OpCheck.

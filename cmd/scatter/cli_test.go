@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -287,5 +289,35 @@ func TestPrintStatusFollow(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// followerHandler answers like a read-only mount: its sync uploads nothing.
+type followerHandler struct{}
+
+func (followerHandler) Status(context.Context, bool) (*control.Status, error) {
+	return nil, errors.New("not asked")
+}
+
+func (followerHandler) Sync(_ context.Context, progress func(control.Progress)) error {
+	progress(control.Progress{Follow: true})
+	return nil
+}
+
+func (followerHandler) Check(context.Context, bool, bool, func(control.Step)) (*control.CheckResult, error) {
+	return nil, errFollowerCheck
+}
+
+// scatter sync on a read-only mount says what it did, not that uploads finished.
+func TestSyncReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := control.Listen(filepath.Join(dir, "control.sock"), followerHandler{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	code, out, errs := scatter(t, "sync", "-config", dir, "-data", dir)
+	if code != 0 || !strings.Contains(out, "Read-only mount: it shows the newest snapshot") || strings.Contains(out, "staged") {
+		t.Errorf("sync on a follower: exit %d, %q, %q", code, out, errs)
 	}
 }

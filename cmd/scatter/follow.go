@@ -396,7 +396,7 @@ func (c *followControl) Status(ctx context.Context, health bool) (st *control.St
 // Sync implements control.Handler: on a follower it looks for the writer's newest
 // snapshot at once and shows it, instead of waiting for the next poll.
 func (c *followControl) Sync(ctx context.Context, progress func(control.Progress)) error {
-	progress(control.Progress{})
+	progress(control.Progress{Follow: true})
 	_, err := c.f.Check(ctx)
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scatterfs/scatter/control"
 	"github.com/scatterfs/scatter/snapshot"
 	"github.com/scatterfs/scatter/swarm/memnet"
 	"github.com/scatterfs/scatter/upkeep"
@@ -157,6 +158,10 @@ func TestFollower(t *testing.T) {
 	if st, err := ctl.Status(ctx, false); err != nil || st.Follow == nil || !st.Follow.Share ||
 		st.Follow.Seq != e.published(t).Seq || st.Follow.Root != e.published(t).Root.Ref.ID.String() || st.Follow.Swaps != 2 {
 		t.Errorf("follower status: %+v, %v", st, err)
+	}
+	follows := false
+	if err := ctl.Sync(ctx, func(p control.Progress) { follows = follows || p.Follow }); err != nil || !follows {
+		t.Errorf("follower sync: %v, follow progress %v; want the read-only mark", err, follows)
 	}
 	if st, rec := f.Status(), e.published(t); st.Swaps != 2 || st.Seq != rec.Seq || st.Shown.Ref.ID != rec.Root.Ref.ID {
 		t.Errorf("status %+v; want 2 swaps, showing record %d (root %s)", st, rec.Seq, rec.Root.Ref.ID)

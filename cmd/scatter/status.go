@@ -167,7 +167,12 @@ drive as it is now. Ctrl-C stops waiting; the uploads go on in the mount.`,
 	ctx, cancel := withTimeout(ctx, o.timeout)
 	defer cancel()
 	bar := newProgressBar(stdout)
-	err := o.client().Sync(ctx, bar.update)
+	follow := false // a read-only mount answers: nothing to upload, the newest snapshot shown
+	err := o.client().Sync(ctx, func(p control.Progress) {
+		if follow = follow || p.Follow; !follow {
+			bar.update(p)
+		}
+	})
 	bar.done()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -177,6 +182,10 @@ drive as it is now. Ctrl-C stops waiting; the uploads go on in the mount.`,
 			return errors.New("stopped waiting; the mount keeps uploading")
 		}
 		return o.wrap(err)
+	}
+	if follow {
+		fmt.Fprintln(stdout, "Read-only mount: it shows the newest snapshot the writer published.")
+		return nil
 	}
 	fmt.Fprintln(stdout, "Everything staged is on peers.\nThe metadata snapshot is published: a new device with the recovery key sees it all.")
 	return nil

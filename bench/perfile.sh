@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/perfile.sh measures what one file costs the mount during rsync -a: it mounts
 # scatter with its local swarm (DONORS in-process donors, k+m 8+4), rsyncs GOSRC into it and
-# prints the mount process's CPU seconds during the rsync (user+sys, from /proc), per file,
+# prints the mount process's CPU seconds (user+sys, from /proc) during the rsync and until
+# scatter sync returns (the uploads after close(2) included), per file,
 # and with FUSE=1 the FUSE requests by opcode (from -debug-fuse; a separate, slower run, so
 # its CPU is not the figure). With PPROF=1 it keeps a 'go tool pprof' CPU profile of the
 # rsync and heap profiles after it in OUT. Needs root. See docs/benchmarks.md, "Per-file cost
@@ -53,12 +54,17 @@ t0=$(date +%s.%N)
 rsync -a "$src/" "$work/mnt/src/"
 t1=$(date +%s.%N)
 c1=$(cpu)
+# The files above the inline limit upload after close(2): scatter sync waits for them (and
+# takes a metadata snapshot), so c2 counts the whole cost of the files.
+"$bin" sync -data "$work/data" > /dev/null
+c2=$(cpu)
 if [ "${PPROF:-0}" = 1 ]; then
 	wait $curlpid || true
 	curl -s -o "$out/heap.pprof" "http://127.0.0.1:$port/debug/pprof/heap"
 fi
-awk -v f="$files" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v l="$(uptime | sed 's/.*average: //')" 'BEGIN {
-	printf "rsync -a of %d files: %.1f s wall, mount CPU %.2f s (%.2f ms per file); load %s\n", f, t1-t0, c1-c0, (c1-c0)*1000/f, l }'
+awk -v f="$files" -v c0="$c0" -v c1="$c1" -v c2="$c2" -v t0="$t0" -v t1="$t1" -v l="$(uptime | sed 's/.*average: //')" 'BEGIN {
+	printf "rsync -a of %d files: %.1f s wall, mount CPU %.2f s (%.2f ms per file), %.2f s until scatter sync returned (%.2f ms per file); load %s\n",
+		f, t1-t0, c1-c0, (c1-c0)*1000/f, c2-c0, (c2-c0)*1000/f, l }'
 grep VmHWM /proc/$pid/status
 if [ "${FUSE:-0}" = 1 ]; then
 	tail -n +$((lines0 + 1)) "$work/log" | grep -o 'rx [0-9]*: [A-Z_]*' | awk -v f="$files" '{n[$3]++; t++}

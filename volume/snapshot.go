@@ -141,6 +141,11 @@ type snapDir struct {
 // extents last uploaded (the staged ranges read as their previous content, or as holes)
 // and its recorded size. Callers that want every byte call SyncAll first.
 func (v *Volume) Snapshot(ctx context.Context, store snapshot.Store, keys *crypt.Keys) (snapshot.Ptr, snapshot.Stats, error) {
+	// A snapshot holds every namespace change acknowledged before it was asked for, even
+	// one still in the commit window: the snapshot reads the last commit.
+	if err := v.commit.flush(); err != nil {
+		return snapshot.Ptr{}, snapshot.Stats{}, fmt.Errorf("volume: snapshot: %w", err)
+	}
 	c := &v.snap
 	c.mu.Lock()
 	defer c.mu.Unlock()

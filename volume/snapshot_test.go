@@ -302,3 +302,27 @@ func TestSnapshotSeqIsNoChange(t *testing.T) {
 		t.Error("SnapshotChanged false after a mkdir and a sequence")
 	}
 }
+
+// TestSnapshotHoldsPendingChanges: a change acknowledged but still inside its commit
+// window is in the next snapshot (the final snapshot at unmount must not miss it).
+func TestSnapshotHoldsPendingChanges(t *testing.T) {
+	e := deferredEnv(t, volume.Config{})
+	st := newSnapStore()
+	must[volume.Attr](t)(e.v.Mkdir(ctx, volume.RootIno, "late", 0o755, 0, 0))
+	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet}
+	if err := volume.Restore(ctx, cfg, snapshot.NewReader(st), root); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := volume.Open(cfg, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if _, err := v2.Lookup(ctx, volume.RootIno, "late"); err != nil {
+		t.Fatalf("a directory made just before the snapshot is not in it: %v", err)
+	}
+}

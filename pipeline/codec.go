@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	chunk "github.com/ipfs/boxo/chunker"
 
@@ -24,6 +25,7 @@ type Codec struct {
 	keys   *crypt.Keys
 	coder  *chunker.Coder
 	params chunker.Params
+	others sync.Map // [2]uint8{k, m} -> *chunker.Coder: chunks read of another shape
 }
 
 // NewCodec returns a Codec for the drive whose sub-keys are keys, coding each chunk into
@@ -106,7 +108,8 @@ func (c *Codec) decodeVerified(dst []byte, ref *Ref, frags [][]byte) (sealed []b
 }
 
 func (c *Codec) decode(dst []byte, ref *Ref, frags [][]byte, hashed bool) (sealed []byte, bad []int, err error) {
-	if err := c.checkShape(ref); err != nil {
+	coder, err := c.coderFor(ref)
+	if err != nil {
 		return dst, nil, err
 	}
 	n := len(ref.Fragments)
@@ -122,9 +125,9 @@ func (c *Codec) decode(dst []byte, ref *Ref, frags [][]byte, hashed bool) (seale
 		all = make([][]byte, n)
 		copy(all, frags)
 	}
-	decode := c.coder.Decode
+	decode := coder.Decode
 	if hashed {
-		decode = c.coder.DecodeVerified
+		decode = coder.DecodeVerified
 	}
 	out, bad, err := decode(dst, ref.ID, ids, all)
 	if err != nil {
@@ -152,13 +155,25 @@ func (c *Codec) Open(dst []byte, ref *Ref, sealed []byte) ([]byte, error) {
 	return out, nil
 }
 
-// checkShape rejects a Ref this codec cannot decode, before any fragment is fetched.
-func (c *Codec) checkShape(ref *Ref) error {
-	if int(ref.K) != c.K() || int(ref.M) != c.M() || len(ref.Fragments) != int(ref.K)+int(ref.M) {
-		// A drive keeps one shape today; chunks of another shape would need their own
-		// Coder. Say so rather than misdecode.
-		return fmt.Errorf("pipeline: chunk %s coded %d+%d with %d fragments, codec is %d+%d",
-			ref.ID, ref.K, ref.M, len(ref.Fragments), c.K(), c.M())
+// coderFor returns the Coder that decodes ref: the codec's own, or one for the shape ref
+// records (a drive recovered, shared or repaired elsewhere may hold chunks coded with
+// another k+m than this device writes). A Ref whose fragment count contradicts its shape,
+// or whose shape no Coder takes, is refused before any fragment is fetched.
+func (c *Codec) coderFor(ref *Ref) (*chunker.Coder, error) {
+	if len(ref.Fragments) != int(ref.K)+int(ref.M) {
+		return nil, fmt.Errorf("pipeline: chunk %s coded %d+%d with %d fragments", ref.ID, ref.K, ref.M, len(ref.Fragments))
 	}
-	return nil
+	if int(ref.K) == c.K() && int(ref.M) == c.M() {
+		return c.coder, nil
+	}
+	shape := [2]uint8{ref.K, ref.M}
+	if co, ok := c.others.Load(shape); ok {
+		return co.(*chunker.Coder), nil
+	}
+	co, err := chunker.NewCoder(int(ref.K), int(ref.M))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: chunk %s: %w", ref.ID, err)
+	}
+	got, _ := c.others.LoadOrStore(shape, co)
+	return got.(*chunker.Coder), nil
 }

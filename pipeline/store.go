@@ -109,7 +109,7 @@ func (s *Store) Put(ctx context.Context, plain []byte) (Ref, error) {
 // and returns the sealed chunk. When fewer than K fragments can be had, the error wraps
 // ErrUnrecoverable.
 func (s *Store) GetSealed(ctx context.Context, ref Ref) ([]byte, error) {
-	if err := s.codec.checkShape(&ref); err != nil {
+	if _, err := s.codec.coderFor(&ref); err != nil {
 		return nil, err
 	}
 	holders := make([]swarm.Holder, 0, len(ref.Fragments))

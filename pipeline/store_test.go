@@ -110,11 +110,43 @@ func TestPlaceable(t *testing.T) {
 	}
 }
 
-// TestStoreShapeMismatch: a Ref of another k+m is refused before any request.
-func TestStoreShapeMismatch(t *testing.T) {
-	s, _, _ := testStore(t, 10, 64<<20)
-	ref := Ref{K: 8, M: 4, Fragments: make([]Fragment, 12)}
-	if _, err := s.GetSealed(context.Background(), ref); err == nil {
-		t.Fatal("a Ref coded 8+4 decoded by a 4+2 store: want an error")
+// TestStoreOtherShape: a store reads chunks coded with another k+m than it writes (a
+// drive recovered or shared on a device with other defaults), and refuses a Ref whose
+// fragment count contradicts its shape before asking anyone.
+func TestStoreOtherShape(t *testing.T) {
+	ctx := context.Background()
+	small, w, ids := testStore(t, 14, 64<<20) // writes 4+2
+	big, err := NewStore(w.Net("me", "owner"), testKeys(t, 20), Config{K: 8, M: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := randBytes(31, 1<<20)
+	ref, err := small.Put(ctx, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := big.Get(ctx, ref, nil); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("an 8+4 store reading a 4+2 chunk: %v", err)
+	}
+	before := 0
+	for _, id := range ids {
+		before += w.Requests(id, memnet.OpGet)
+	}
+	bad := ref
+	bad.Fragments = bad.Fragments[:5]
+	if _, err := big.GetSealed(ctx, bad); err == nil {
+		t.Fatal("a Ref coded 4+2 with 5 fragments was accepted")
+	}
+	bad = ref
+	bad.K, bad.M = 0, 6
+	if _, err := big.GetSealed(ctx, bad); err == nil {
+		t.Fatal("a Ref coded 0+6 was accepted")
+	}
+	after := 0
+	for _, id := range ids {
+		after += w.Requests(id, memnet.OpGet)
+	}
+	if after != before {
+		t.Errorf("malformed Refs sent %d GETs, want none", after-before)
 	}
 }

@@ -234,10 +234,21 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	seenSeq, err := recoverDrive(ctx, node.DHT(), store, keys, volume.Config{Dir: filepath.Join(o.dataDir, "volume")},
+	recovered, err := recoverDrive(ctx, node.DHT(), store, keys, volume.Config{Dir: filepath.Join(o.dataDir, "volume")},
 		created, stdout, log)
 	if err != nil {
 		return err
+	}
+	seenSeq := recovered.Seq
+	if seenSeq > 0 {
+		// A fresh device codes new data as the drive does, not with this device's
+		// defaults: the snapshot's objects were put with the drive's k+m.
+		if shape, err = o.adoptShape(driveSettings{K: int(recovered.Root.Ref.K), M: int(recovered.Root.Ref.M)}); err != nil {
+			return err
+		}
+		if store, err = pipeline.NewStore(net, keys, pipeline.Config{K: shape.K, M: shape.M, Lease: o.lease}); err != nil {
+			return err
+		}
 	}
 	var snaps *snapshots // started below, before the mount: fsync of a directory snapshots
 	vol, err := volume.Open(volume.Config{
@@ -508,6 +519,19 @@ type driveSettings struct {
 
 // settings reads the drive's settings from the data dir, writing them from the flags at
 // the first mount, and refuses flags that contradict them.
+// adoptShape records the coding of a drive recovered from the network as this data dir's
+// settings, refusing -k/-m flags that contradict it.
+func (o *mountOptions) adoptShape(drive driveSettings) (driveSettings, error) {
+	if _, err := chunker.NewCoder(drive.K, drive.M); err != nil {
+		return drive, fmt.Errorf("the drive's snapshot names coding k+m = %d+%d: %w", drive.K, drive.M, err)
+	}
+	if (o.k != chunker.DefaultDataShards || o.m != chunker.DefaultParityShards) && (o.k != drive.K || o.m != drive.M) {
+		return drive, fmt.Errorf("this drive is coded k+m = %d+%d; -k and -m cannot change it", drive.K, drive.M)
+	}
+	b, _ := json.Marshal(drive)
+	return drive, writeFileAtomic(filepath.Join(o.dataDir, "settings.json"), append(b, '\n'))
+}
+
 func (o *mountOptions) settings() (driveSettings, error) {
 	path := filepath.Join(o.dataDir, "settings.json")
 	want := driveSettings{K: o.k, M: o.m}

@@ -370,17 +370,17 @@ const recoverAttempts = 4
 var recoverBackoff = 2 * time.Second
 
 // recoverDrive rebuilds the metadata store in cfg.Dir from the drive's newest snapshot
-// when there is none yet (a fresh device with only the drive key). It returns the
-// sequence of the root record used, 0 when nothing was restored: the store exists, the
-// drive was created just now, or the DHT holds no root record for it (a drive never
+// when there is none yet (a fresh device with only the drive key). It returns the root
+// record used, the zero Record (sequence 0) when nothing was restored: the store exists,
+// the drive was created just now, or the DHT holds no root record for it (a drive never
 // published: it starts empty). Any other failure is an error: the mount must not start
 // an empty drive over one that exists in the network.
 func recoverDrive(ctx context.Context, dht routing.ValueStore, fetch snapshot.Fetcher, keys *crypt.Keys,
-	cfg volume.Config, created bool, stdout io.Writer, log *slog.Logger) (uint64, error) {
+	cfg volume.Config, created bool, stdout io.Writer, log *slog.Logger) (root.Record, error) {
 	if _, err := os.Stat(filepath.Join(cfg.Dir, "meta.db")); err == nil || created {
-		return 0, nil
+		return root.Record{}, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return 0, err
+		return root.Record{}, err
 	}
 	fmt.Fprintln(stdout, "No local metadata: looking for the drive's root record in the network…")
 	var (
@@ -397,7 +397,7 @@ func recoverDrive(ctx context.Context, dht routing.ValueStore, fetch snapshot.Fe
 			// Two answers in a row: the DHT was asked, not a half-filled table.
 			if notFound++; notFound == 2 {
 				fmt.Fprintln(stdout, "The network holds no root record for this drive: starting it empty.")
-				return 0, nil
+				return root.Record{}, nil
 			}
 		} else {
 			notFound = 0
@@ -408,19 +408,19 @@ func recoverDrive(ctx context.Context, dht routing.ValueStore, fetch snapshot.Fe
 		log.Info("recover: root record lookup", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return root.Record{}, ctx.Err()
 		case <-time.After(recoverBackoff):
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot find this drive's root record in the network (%w); refusing to start an empty drive "+
+		return root.Record{}, fmt.Errorf("cannot find this drive's root record in the network (%w); refusing to start an empty drive "+
 			"that could hide the existing one: check -bootstrap and that donors are up, then mount again", err)
 	}
 	start := time.Now()
 	if err := volume.Restore(ctx, cfg, snapshot.NewReader(fetch), rec.Root); err != nil {
-		return 0, fmt.Errorf("cannot rebuild the metadata from the drive's snapshot (root record %d): %w", rec.Seq, err)
+		return root.Record{}, fmt.Errorf("cannot rebuild the metadata from the drive's snapshot (root record %d): %w", rec.Seq, err)
 	}
 	fmt.Fprintf(stdout, "Recovered the drive's metadata from the network (root record %d) in %v.\n",
 		rec.Seq, time.Since(start).Round(time.Millisecond))
-	return rec.Seq, nil
+	return rec, nil
 }

@@ -176,9 +176,13 @@ func TestSnapshotsPublishAndRecover(t *testing.T) {
 	// A fresh device: only the keys, the peers and the DHT.
 	fresh := t.TempDir()
 	out.Reset()
-	seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: fresh}, false, &out, quietLog)
+	rec, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: fresh}, false, &out, quietLog)
+	seq := rec.Seq
 	if err != nil || seq != last.Seq {
 		t.Fatalf("recoverDrive: sequence %d, %v; want %d", seq, err, last.Seq)
+	}
+	if !samePtr(rec.Root, last.Root) {
+		t.Errorf("recoverDrive returned root %v, want the last published %v", rec.Root.Ref.ID, last.Root.Ref.ID)
 	}
 	v2 := e.open(t, fresh)
 	defer v2.Close()
@@ -215,8 +219,8 @@ func TestSnapshotsPublishAndRecover(t *testing.T) {
 	}
 
 	// A store that exists is never restored over, whatever the DHT says.
-	if seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: fresh}, false, io.Discard, quietLog); seq != 0 || err != nil {
-		t.Errorf("recoverDrive over an existing store: %d, %v", seq, err)
+	if rec, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: fresh}, false, io.Discard, quietLog); rec.Seq != 0 || err != nil {
+		t.Errorf("recoverDrive over an existing store: %d, %v", rec.Seq, err)
 	}
 }
 
@@ -276,8 +280,8 @@ func TestRecoverDrive(t *testing.T) {
 	// Nothing published: a drive that never was, started empty.
 	dir := t.TempDir()
 	var out bytes.Buffer
-	if seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, false, &out, quietLog); seq != 0 || err != nil {
-		t.Errorf("no record: %d, %v", seq, err)
+	if rec, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, false, &out, quietLog); rec.Seq != 0 || err != nil {
+		t.Errorf("no record: %d, %v", rec.Seq, err)
 	}
 	if !strings.Contains(out.String(), "starting it empty") {
 		t.Errorf("no record: said %q", out.String())
@@ -290,8 +294,8 @@ func TestRecoverDrive(t *testing.T) {
 		t.Errorf("invalid record: %v", err)
 	}
 	// The same DHT for a drive created just now: not asked.
-	if seq, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, true, io.Discard, quietLog); seq != 0 || err != nil {
-		t.Errorf("new drive: %d, %v", seq, err)
+	if rec, err := recoverDrive(ctx, e.dht, e.store, e.keys, volume.Config{Dir: dir}, true, io.Discard, quietLog); rec.Seq != 0 || err != nil {
+		t.Errorf("new drive: %d, %v", rec.Seq, err)
 	}
 
 	// The DHT cannot answer: an error, never an empty drive.

@@ -116,7 +116,8 @@ func (d *drive) keyCmd(stdin []byte, args ...string) []byte {
 func TestRecover(t *testing.T) {
 	needFUSE(t)
 	sw := startSwarm(t, t.TempDir())
-	old := newDrive(t, append(sw.bootstrapFlags(), "-staging", "64M")...)
+	// Coded 4+2, not the default 8+4: the new device must adopt the drive's coding.
+	old := newDrive(t, append(sw.bootstrapFlags(), "-staging", "64M", "-k", "4", "-m", "2")...)
 	old.start()
 	root := old.path("t")
 	must := func(err error) {
@@ -195,6 +196,10 @@ func TestRecover(t *testing.T) {
 		t.Fatalf("the new device did not recover the drive")
 	}
 	t.Log(string(bytes.SplitN(b[i:], []byte("\n"), 2)[0]))
+	if set, err := os.ReadFile(filepath.Join(fresh.data, "scatter", "drive", "settings.json")); err != nil ||
+		!bytes.Contains(set, []byte(`{"k":4,"m":2}`)) {
+		t.Errorf("the new device's settings: %s, %v; want the drive's coding 4+2", set, err)
+	}
 	after := snapshot(t, fresh.path("t"))
 	if !reflect.DeepEqual(before, after) {
 		n := 0

@@ -209,9 +209,17 @@ func (s *snapshots) loop() {
 			} else {
 				dirtySince, backoff = time.Time{}, 0
 			}
-			// The snapshot's own bookkeeping commits too: start from after it.
+			// The snapshot's own bookkeeping commits too: start from after it. A change
+			// that committed while the run took its snapshot moved the version too, and
+			// would be missed (until the next change) if only the version were looked
+			// at: the store says whether the snapshot holds everything.
 			if v, err := s.vol.Version(); err == nil {
 				lastVer = v
+			}
+			if dirtySince.IsZero() {
+				if changed, err := s.vol.SnapshotChanged(); err != nil || changed {
+					dirtySince, lastChange = time.Now(), time.Now()
+				}
 			}
 		}
 		select {

@@ -112,7 +112,7 @@ func (m *memDrive) UpdateRefs(_ context.Context, u map[crypt.ChunkID]pipeline.Re
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range m.refs {
-		if nr, ok := u[m.refs[i].ID]; ok && sameChunk(&m.refs[i], &nr) {
+		if nr, ok := u[m.refs[i].ID]; ok && m.refs[i].SameChunk(&nr) {
 			m.refs[i] = nr
 		}
 	}
@@ -206,7 +206,7 @@ func TestRepairRoundTrip(t *testing.T) {
 		t.Fatalf("repairer sees %d refs, want 7", len(live))
 	}
 	for _, want := range e.drive.refs {
-		if !slices.ContainsFunc(live, func(r pipeline.Ref) bool { return sameRef(&r, &want) }) {
+		if !slices.ContainsFunc(live, func(r pipeline.Ref) bool { return r.Equal(&want) }) {
 			t.Fatalf("chunk %s not in the manifest as the owner records it", want.ID)
 		}
 	}
@@ -364,7 +364,7 @@ func TestRecordsRejected(t *testing.T) {
 		bad[i] ^= 0x10
 		if body, _, err := openRecord(mpub, c.ManifestPayloadKey(), adManifest, 0, bad); err == nil {
 			ok, _, _ := openRecord(mpub, c.ManifestPayloadKey(), adManifest, 0, first)
-			if body.count != ok.count || !sameRef(body.index, ok.index) {
+			if body.count != ok.count || !body.index.Equal(ok.index) {
 				t.Fatalf("byte %d flipped: opens to another manifest", i)
 			}
 		}
@@ -497,7 +497,7 @@ func TestListErrors(t *testing.T) {
 		t.Fatalf("round trip: %v", err)
 	}
 	for i := range got {
-		if !sameRef(&got[i], &e.drive.refs[i]) {
+		if !got[i].Equal(&e.drive.refs[i]) {
 			t.Fatalf("ref %d differs", i)
 		}
 	}

@@ -242,7 +242,7 @@ type Replacement struct {
 func encodeLog(rs []Replacement) ([]byte, error) {
 	refs := make([]pipeline.Ref, 0, 2*len(rs))
 	for _, r := range rs {
-		if !sameChunk(&r.Old, &r.New) {
+		if !r.Old.SameChunk(&r.New) {
 			return nil, fmt.Errorf("delegate: replacement of chunk %s by another chunk", r.Old.ID)
 		}
 		refs = append(refs, r.Old, r.New)
@@ -262,31 +262,11 @@ func decodeLog(b []byte) ([]Replacement, error) {
 	out := make([]Replacement, len(refs)/2)
 	for i := range out {
 		out[i] = Replacement{Old: refs[2*i], New: refs[2*i+1]}
-		if !sameChunk(&out[i].Old, &out[i].New) {
+		if !out[i].Old.SameChunk(&out[i].New) {
 			return nil, fmt.Errorf("%w: replacement %d changes chunk %s", ErrCorrupt, i, out[i].Old.ID)
 		}
 	}
 	return out, nil
-}
-
-// sameChunk reports whether b can replace a: the same chunk, code and fragment IDs, only
-// holders differing (volume.UpdateRefs's rule).
-func sameChunk(a, b *pipeline.Ref) bool {
-	if a.ID != b.ID || a.Size != b.Size || a.SealedLen != b.SealedLen || a.K != b.K || a.M != b.M ||
-		len(a.Fragments) != len(b.Fragments) {
-		return false
-	}
-	for i := range a.Fragments {
-		if a.Fragments[i].ID != b.Fragments[i].ID {
-			return false
-		}
-	}
-	return true
-}
-
-// sameRef reports whether a and b are equal, holders included.
-func sameRef(a, b *pipeline.Ref) bool {
-	return sameChunk(a, b) && slices.Equal(a.Fragments, b.Fragments)
 }
 
 // compareRefs orders Refs by chunk ID, then holders: the manifest's order, so equal sets

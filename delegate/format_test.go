@@ -74,15 +74,15 @@ func TestGoldenList(t *testing.T) {
 		return b
 	}
 	got, err := decodeList(dec(lines[0]), kindManifest)
-	if err != nil || len(got) != 2 || !sameRef(&got[0], &refs[0]) || !sameRef(&got[1], &refs[1]) {
+	if err != nil || len(got) != 2 || !got[0].Equal(&refs[0]) || !got[1].Equal(&refs[1]) {
 		t.Fatalf("golden page decodes to %+v, %v", got, err)
 	}
 	rs, err := decodeLog(dec(lines[1]))
-	if err != nil || len(rs) != 1 || !sameRef(&rs[0].New, &moved) {
+	if err != nil || len(rs) != 1 || !rs[0].New.Equal(&moved) {
 		t.Fatalf("golden log page: %+v, %v", rs, err)
 	}
 	b, err := parseBody(dec(lines[2]))
-	if err != nil || b.count != 7 || !sameRef(b.index, &refs[0]) {
+	if err != nil || b.count != 7 || !b.index.Equal(&refs[0]) {
 		t.Fatalf("golden body: %+v, %v", b, err)
 	}
 }
@@ -95,7 +95,7 @@ func TestSealBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := openBody(key, adLog, []byte("pub"), 5, sealed)
-	if err != nil || b.count != 3 || !sameRef(b.index, &ix) {
+	if err != nil || b.count != 3 || !b.index.Equal(&ix) {
 		t.Fatalf("open: %+v %v", b, err)
 	}
 	for name, f := range map[string]func() error{

@@ -130,7 +130,7 @@ func (o *Owner) Publish(ctx context.Context, refs []pipeline.Ref) (bool, error) 
 		}
 	}
 	slices.SortFunc(refs, compareRefs)
-	refs = slices.CompactFunc(refs, func(a, b pipeline.Ref) bool { return sameRef(&a, &b) })
+	refs = slices.CompactFunc(refs, func(a, b pipeline.Ref) bool { return a.Equal(&b) })
 	sum := manifestSum(refs)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -204,7 +204,7 @@ func (o *Owner) Merge(ctx context.Context, d Refs) (MergeStats, error) {
 	o.logSeq = seq
 	for _, r := range rs {
 		// Pages of the manifest the repairer moved: reuse them where they are now.
-		if k, ok := o.known[r.Old.ID]; ok && sameRef(&k, &r.Old) {
+		if k, ok := o.known[r.Old.ID]; ok && k.Equal(&r.Old) {
 			o.known[r.Old.ID] = r.New
 		}
 	}
@@ -225,7 +225,7 @@ func (o *Owner) Merge(ctx context.Context, d Refs) (MergeStats, error) {
 			st.Outdated++
 			continue
 		}
-		if slices.ContainsFunc(byID[r.Old.ID], func(i int) bool { return sameRef(&live[i], &r.Old) }) {
+		if slices.ContainsFunc(byID[r.Old.ID], func(i int) bool { return live[i].Equal(&r.Old) }) {
 			updates[r.Old.ID] = r.New
 		} else {
 			st.Outdated++

@@ -189,7 +189,7 @@ func (r *Repairer) refresh(ctx context.Context) error {
 // original returns the Ref the overlay replaced by ref, or ref.
 func (r *Repairer) original(ref pipeline.Ref) pipeline.Ref {
 	for _, x := range r.overlay {
-		if sameRef(&x.New, &ref) {
+		if x.New.Equal(&ref) {
 			return x.Old
 		}
 	}
@@ -252,7 +252,7 @@ func (r *Repairer) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeli
 				continue
 			}
 			cur := r.current(orig)
-			if sameRef(&cur, &nr) || !sameChunk(&cur, &nr) {
+			if cur.Equal(&nr) || !cur.SameChunk(&nr) {
 				continue
 			}
 			r.overlay[refKey(&orig)] = Replacement{Old: orig, New: nr}
@@ -260,7 +260,7 @@ func (r *Repairer) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeli
 		}
 	}
 	for i, lr := range r.logRefs {
-		if nr, ok := refs[lr.ID]; ok && sameChunk(&lr, &nr) {
+		if nr, ok := refs[lr.ID]; ok && lr.SameChunk(&nr) {
 			r.logRefs[i] = nr
 		}
 	}

@@ -6,6 +6,8 @@
 package pipeline
 
 import (
+	"slices"
+
 	"github.com/scatterfs/scatter/chunker"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/swarm"
@@ -29,3 +31,21 @@ type Fragment struct {
 	ID   chunker.FragmentID
 	Peer swarm.PeerID
 }
+
+// SameChunk reports whether o can stand for r: the same chunk, sizes, code and fragment
+// IDs, only (some) holders differing - what a repair changes.
+func (r *Ref) SameChunk(o *Ref) bool {
+	if r.ID != o.ID || r.Size != o.Size || r.SealedLen != o.SealedLen || r.K != o.K || r.M != o.M ||
+		len(r.Fragments) != len(o.Fragments) {
+		return false
+	}
+	for i := range r.Fragments {
+		if r.Fragments[i].ID != o.Fragments[i].ID {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether r and o are the same Ref, holders included.
+func (r *Ref) Equal(o *Ref) bool { return r.SameChunk(o) && slices.Equal(r.Fragments, o.Fragments) }

@@ -47,7 +47,7 @@ func (v *Volume) LiveRefs(ctx context.Context) ([]pipeline.Ref, error) {
 				if e.Ref == nil {
 					continue
 				}
-				if slices.ContainsFunc(seen[e.Ref.ID], func(i int) bool { return upkeepSameRef(&refs[i], e.Ref) }) {
+				if slices.ContainsFunc(seen[e.Ref.ID], func(i int) bool { return refs[i].Equal(e.Ref) }) {
 					continue
 				}
 				seen[e.Ref.ID] = append(seen[e.Ref.ID], len(refs))
@@ -60,27 +60,6 @@ func (v *Volume) LiveRefs(ctx context.Context) ([]pipeline.Ref, error) {
 		return nil, fmt.Errorf("volume: live refs: %w", err)
 	}
 	return refs, nil
-}
-
-// upkeepSameRef reports whether a and b are the same Ref, holders included.
-func upkeepSameRef(a, b *pipeline.Ref) bool {
-	return a.ID == b.ID && a.Size == b.Size && a.SealedLen == b.SealedLen && a.K == b.K && a.M == b.M &&
-		slices.Equal(a.Fragments, b.Fragments)
-}
-
-// upkeepSameChunk reports whether b can replace a: the same chunk with the same code and
-// fragments, only (some) holders differing.
-func upkeepSameChunk(a, b *pipeline.Ref) bool {
-	if a.ID != b.ID || a.Size != b.Size || a.SealedLen != b.SealedLen || a.K != b.K || a.M != b.M ||
-		len(a.Fragments) != len(b.Fragments) {
-		return false
-	}
-	for i := range a.Fragments {
-		if a.Fragments[i].ID != b.Fragments[i].ID {
-			return false
-		}
-	}
-	return true
 }
 
 // UpdateRefs records repaired Refs: every extent (and snapshot object record) referencing
@@ -118,10 +97,10 @@ func (v *Volume) UpdateRefs(ctx context.Context, refs map[crypt.ChunkID]pipeline
 					return fmt.Errorf("%s record %x: %w", name, k, err)
 				}
 				nr, ok := refs[e.Ref.ID]
-				if !ok || upkeepSameRef(e.Ref, &nr) {
+				if !ok || e.Ref.Equal(&nr) {
 					continue
 				}
-				if !upkeepSameChunk(e.Ref, &nr) {
+				if !e.Ref.SameChunk(&nr) {
 					return fmt.Errorf("%w: new ref of chunk %s does not describe the recorded chunk", ErrInvalid, nr.ID)
 				}
 				e.Ref = &nr
@@ -393,7 +372,7 @@ func (v *Volume) DropGarbage(ctx context.Context, refs []pipeline.Ref) (int, err
 			if err != nil {
 				return fmt.Errorf("garbage chunk %s: %w", refs[i].ID, err)
 			}
-			if !upkeepSameRef(r, &refs[i]) {
+			if !r.Equal(&refs[i]) {
 				continue
 			}
 			if err := gb.Delete(refs[i].ID[:]); err != nil {

@@ -21,17 +21,24 @@ func servePprof(addr string) (func() error, string, error) {
 	if err := checkLoopback(addr); err != nil {
 		return nil, "", fmt.Errorf("%w: -pprof: %v", errUsage, err)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, "", fmt.Errorf("-pprof: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, allocs, goroutine, ...
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	// No WriteTimeout: a CPU profile or trace streams for as long as ?seconds= asks.
+	return serveHTTP("-pprof", addr, mux)
+}
+
+// serveHTTP serves mux on addr until the returned closer is called (which shuts the
+// server down, waiting up to 5 s for requests in flight), and returns the address it
+// listens on. flag names the option in errors. There is no WriteTimeout: a CPU profile
+// or trace streams for as long as ?seconds= asks.
+func serveHTTP(flag, addr string, mux *http.ServeMux) (func() error, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", flag, err)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

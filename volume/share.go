@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -201,131 +199,52 @@ func RestoreShare(ctx context.Context, cfg Config, r *snapshot.Reader, dir snaps
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	final := filepath.Join(cfg.Dir, "meta.db")
-	if _, err := os.Stat(final); err == nil {
-		return ErrRestoreExists
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return fmt.Errorf("volume: restore share: %w", err)
-	}
-	tmp := final + ".restore"
-	os.Remove(tmp)
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return fmt.Errorf("volume: restore share: %w", err)
-	}
-	err = shareRestore(ctx, db, r, dir, Attr{Ino: RootIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
-		UID: cfg.RootUID, GID: cfg.RootGID, Atime: t, Mtime: t, Ctime: t})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("volume: restore share: %w", err)
-	}
-	return nil
+	top := Attr{Ino: RootIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
+		UID: cfg.RootUID, GID: cfg.RootGID, Atime: t, Mtime: t, Ctime: t}
+	return restoreStore(cfg, "restore share", func(db *bolt.DB) error { return shareRestore(ctx, db, r, dir, top) })
 }
 
 func shareRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, dir snapshot.Ptr, top Attr) error {
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bMeta).Put(keyLayout, []byte{layoutV1}); err != nil {
-			return err
-		}
-		return putAttr(tx, &top)
-	})
-	if err != nil {
-		return err
-	}
-	type dirTodo struct {
-		ino uint64
-		ptr snapshot.Ptr
-	}
 	var (
-		maxIno = uint64(RootIno)
-		seen   = map[uint64]bool{RootIno: true}
-		links  = map[uint64]uint32{} // non-directories: links inside the subtree
-		nlink  = map[uint64]uint32{} // non-directories: link count the snapshot recorded
-		queue  = []dirTodo{{RootIno, dir}}
+		links = map[uint64]uint32{} // non-directories: links inside the subtree
+		nlink = map[uint64]uint32{} // non-directories: link count the snapshot recorded
 	)
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		entries, err := r.Dir(ctx, d.ptr)
-		if err != nil {
-			return err
-		}
-		for start := 0; start < len(entries) || start == 0; start += snapRestoreBatch {
-			batch := entries[start:min(start+snapRestoreBatch, len(entries))]
-			err := db.Update(func(tx *bolt.Tx) error {
-				subdirs := 0
-				for i := range batch {
-					e := &batch[i]
-					// The snapshot's root inode is outside every shared subtree.
-					if e.Ino == RootIno || e.IsDir() && seen[e.Ino] {
-						return fmt.Errorf("%w: directory inode %d linked twice", errBadRecord, e.Ino)
-					}
-					if !shareSafe(e, &top) {
-						continue
-					}
-					if err := putDirent(tx, d.ino, e.Name, e.Ino, e.Attr.Mode&syscall.S_IFMT); err != nil {
-						return err
-					}
-					if e.IsDir() {
-						subdirs++
-					} else {
-						links[e.Ino]++
-					}
-					if seen[e.Ino] {
-						continue // another link to an inode already written
-					}
-					seen[e.Ino] = true
-					maxIno = max(maxIno, e.Ino)
-					if !e.IsDir() {
-						nlink[e.Ino] = e.Attr.Nlink
-					}
-					if err := snapPutInode(tx, e); err != nil {
-						return err
-					}
-					kb := tx.Bucket(bShareKeys)
-					for _, x := range e.Extents {
-						if x.Ref != nil {
-							if err := kb.Put(x.Ref.ID[:], x.Key[:]); err != nil {
-								return err
-							}
-						}
-					}
-					if e.IsDir() {
-						if err := tx.Bucket(bParents).Put(inoKey(e.Ino), inoKey(d.ino)); err != nil {
-							return err
-						}
-						queue = append(queue, dirTodo{e.Ino, *e.Dir})
-					}
-				}
-				if d.ino == RootIno && subdirs > 0 {
-					a, err := getAttr(tx, RootIno)
-					if err != nil {
-						return err
-					}
-					a.Nlink += uint32(subdirs)
-					return putAttr(tx, &a)
-				}
+	maxIno, err := restoreTree(ctx, db, r, dir, func(tx *bolt.Tx) error { return putAttr(tx, &top) }, restoreHooks{
+		keep: func(e *snapshot.Entry) bool { return shareSafe(e, &top) },
+		linked: func(tx *bolt.Tx, parent uint64, e *snapshot.Entry) error {
+			if !e.IsDir() {
+				links[e.Ino]++
 				return nil
-			})
+			}
+			if parent != RootIno {
+				return nil
+			}
+			// The root's link count grows with its subdirectories (the others' come
+			// from the snapshot).
+			a, err := getAttr(tx, RootIno)
 			if err != nil {
 				return err
 			}
-			if len(entries) == 0 {
-				break
+			a.Nlink++
+			return putAttr(tx, &a)
+		},
+		inode: func(tx *bolt.Tx, e *snapshot.Entry) error {
+			if !e.IsDir() {
+				nlink[e.Ino] = e.Attr.Nlink
 			}
-		}
+			kb := tx.Bucket(bShareKeys)
+			for _, x := range e.Extents {
+				if x.Ref != nil {
+					if err := kb.Put(x.Ref.ID[:], x.Key[:]); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
 	}
 	return db.Update(func(tx *bolt.Tx) error {
 		// Links from outside the subtree are not part of it: the link count shows the

@@ -6,10 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -369,108 +366,22 @@ func Restore(ctx context.Context, cfg Config, r *snapshot.Reader, root snapshot.
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	final := filepath.Join(cfg.Dir, "meta.db")
-	if _, err := os.Stat(final); err == nil {
-		return ErrRestoreExists
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return fmt.Errorf("volume: restore: %w", err)
-	}
-	tmp := final + ".restore"
-	os.Remove(tmp)
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return fmt.Errorf("volume: restore: %w", err)
-	}
-	err = snapRestore(ctx, db, r, root)
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("volume: restore: %w", err)
-	}
-	return nil
+	return restoreStore(cfg, "restore", func(db *bolt.DB) error { return snapRestore(ctx, db, r, root) })
 }
-
-// snapRestoreBatch bounds the entries written per transaction.
-const snapRestoreBatch = 4096
 
 func snapRestore(ctx context.Context, db *bolt.DB, r *snapshot.Reader, root snapshot.Ptr) error {
 	info, top, err := r.Root(ctx, root)
 	if err != nil {
 		return err
 	}
-	if top.Ino != RootIno {
-		return fmt.Errorf("%w: snapshot root is inode %d", errBadRecord, top.Ino)
+	if top.Ino != RootIno || top.Dir == nil {
+		return fmt.Errorf("%w: snapshot root is inode %d, not a directory tree", errBadRecord, top.Ino)
 	}
-	maxIno := max(info.NextIno, RootIno)
-	seen := map[uint64]bool{RootIno: true}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bMeta).Put(keyLayout, []byte{layoutV1}); err != nil {
-			return err
-		}
-		return snapPutInode(tx, &top)
-	})
+	maxIno, err := restoreTree(ctx, db, r, *top.Dir, func(tx *bolt.Tx) error { return snapPutInode(tx, &top) }, restoreHooks{})
 	if err != nil {
 		return err
 	}
-	type dirTodo struct {
-		ino uint64
-		ptr snapshot.Ptr
-	}
-	queue := []dirTodo{{RootIno, *top.Dir}}
-	for len(queue) > 0 {
-		d := queue[0]
-		queue = queue[1:]
-		entries, err := r.Dir(ctx, d.ptr)
-		if err != nil {
-			return err
-		}
-		for start := 0; start < len(entries) || start == 0; start += snapRestoreBatch {
-			batch := entries[start:min(start+snapRestoreBatch, len(entries))]
-			err := db.Update(func(tx *bolt.Tx) error {
-				for i := range batch {
-					e := &batch[i]
-					if e.IsDir() && seen[e.Ino] || e.Ino == RootIno {
-						return fmt.Errorf("%w: directory inode %d linked twice", errBadRecord, e.Ino)
-					}
-					if err := putDirent(tx, d.ino, e.Name, e.Ino, e.Attr.Mode&syscall.S_IFMT); err != nil {
-						return err
-					}
-					if seen[e.Ino] {
-						continue // another link to an inode already written
-					}
-					seen[e.Ino] = true
-					maxIno = max(maxIno, e.Ino)
-					if err := snapPutInode(tx, e); err != nil {
-						return err
-					}
-					if e.IsDir() {
-						if err := tx.Bucket(bParents).Put(inoKey(e.Ino), inoKey(d.ino)); err != nil {
-							return err
-						}
-						queue = append(queue, dirTodo{e.Ino, *e.Dir})
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if len(entries) == 0 {
-				break
-			}
-		}
-	}
+	maxIno = max(maxIno, info.NextIno)
 	rb, err := root.MarshalBinary()
 	if err != nil {
 		return err

@@ -234,7 +234,8 @@ func TestMountChurn(t *testing.T) {
 	coldRead("8 donors stopped")
 
 	// The first 4 come back on their data dirs (new ports): they kept their fragments and
-	// answer for them again.
+	// answer for them again. The mount offers a donor that failed its dials again once the
+	// network's unreachable backoff (dht.NetworkConfig.Backoff, 30 s) has passed.
 	for _, i := range first {
 		donors[i] = startDonor(t, donors[i].dir, donors[0].addrs)
 	}

@@ -14,21 +14,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/scatterfs/scatter/chunker"
 	"github.com/scatterfs/scatter/crypt"
 	"github.com/scatterfs/scatter/dht"
+	"github.com/scatterfs/scatter/internal/testdaemon"
 	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/swarm"
 )
@@ -88,15 +85,12 @@ var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: 
 // peer's port waits out the whole dial timeout (UDP gives no "connection refused").
 var tcpLoopback = []string{"/ip4/127.0.0.1/tcp/0"}
 
-// daemon is one `scatter daemon` process.
+// daemon is one `scatter daemon` process (internal/testdaemon, shared with the mount
+// tests), with the names this package's tests use.
 type daemon struct {
-	ID    peer.ID
-	Addrs []string // full multiaddrs, from its ready file
-	dir   string
-	cmd   *exec.Cmd
-	out   string        // path of its stdout and stderr
-	done  chan struct{} // closed once the process has been reaped
-	err   error         // cmd.Wait's result, set before done is closed
+	*testdaemon.Daemon
+	dir  string          // = Dir
+	done <-chan struct{} // = Done()
 }
 
 // startDaemon starts `scatter daemon` in dir, listening on loopback TCP, and returns at
@@ -106,85 +100,10 @@ func startDaemon(tb testing.TB, dir, quota string, bootstrap []string) *daemon {
 	return startDaemonAt(tb, dir, quota, tcpLoopback[0], bootstrap)
 }
 
-// waitReady waits until the daemon has written its ready file, or fails if the process
-// exits or the deadline passes first.
-func (d *daemon) waitReady(deadline time.Time) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		b, err := os.ReadFile(filepath.Join(d.dir, "ready"))
-		if err == nil {
-			return d.parseReady(b)
-		}
-		select {
-		case <-d.done:
-			return fmt.Errorf("daemon in %s exited before it was ready (%v): %s", d.dir, d.err, d.output())
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("daemon in %s not ready in time: %s", d.dir, d.output())
-		}
-	}
-}
-
-func (d *daemon) parseReady(b []byte) error {
-	for _, line := range strings.Fields(string(b)) {
-		a, err := ma.NewMultiaddr(line)
-		if err != nil {
-			return fmt.Errorf("daemon ready file: %w", err)
-		}
-		ai, err := peer.AddrInfoFromP2pAddr(a)
-		if err != nil {
-			return fmt.Errorf("daemon ready file: %w", err)
-		}
-		d.ID = ai.ID
-		d.Addrs = append(d.Addrs, line)
-	}
-	if d.ID == "" {
-		return fmt.Errorf("daemon ready file in %s lists no address", d.dir)
-	}
-	return nil
-}
-
-// output returns the end of the daemon's output, for error messages.
-func (d *daemon) output() string {
-	b, _ := os.ReadFile(d.out)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// kill sends SIGKILL (no chance to say goodbye to anyone) and waits for the process.
-func (d *daemon) kill() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
-}
-
-// cpuTime returns the CPU time the daemon has used so far, from /proc.
-func (d *daemon) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		var v int64
-		fmt.Sscan(s, &v)
-		ticks += v
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
-}
+func (d *daemon) waitReady(deadline time.Time) error { return d.WaitReady(deadline) }
+func (d *daemon) output() string                     { return d.Output() }
+func (d *daemon) kill()                              { d.Kill() }
+func (d *daemon) cpuTime() time.Duration             { return d.CPUTime() }
 
 // startDaemons starts n daemons, the first alone and the rest bootstrapped through it, and
 // waits until all serve.
@@ -472,29 +391,6 @@ func checkDistinct(refs []pipeline.Ref) error {
 // the daemon).
 func startDaemonAt(tb testing.TB, dir, quota, listen string, bootstrap []string, prefix ...string) *daemon {
 	tb.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	d := &daemon{dir: dir, out: filepath.Join(dir, "output.log"), done: make(chan struct{})}
-	args := append(slices.Clone(prefix), scatterBin, "daemon", "-dir", filepath.Join(dir, "data"), "-quota", quota,
-		"-listen", listen, "-ready-file", filepath.Join(dir, "ready"))
-	for _, b := range bootstrap {
-		args = append(args, "-bootstrap", b)
-	}
-	out, err := os.Create(d.out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer out.Close() // the child has its own descriptor
-	d.cmd = exec.Command(args[0], args[1:]...)
-	d.cmd.Stdout, d.cmd.Stderr = out, out
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatalf("start daemon: %v", err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	tb.Cleanup(d.kill)
-	return d
+	d := testdaemon.Start(tb, scatterBin, dir, quota, listen, bootstrap, prefix...)
+	return &daemon{Daemon: d, dir: d.Dir, done: d.Done()}
 }

@@ -5,103 +5,24 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scatterfs/scatter/control"
+	"github.com/scatterfs/scatter/internal/testdaemon"
 )
 
-// donorProc is one `scatter daemon` subprocess on 127.0.0.1 with its own data dir. Unlike
-// `scatter swarm`, each donor can be stopped and restarted on its own.
-type donorProc struct {
-	t      *testing.T
-	dir    string // holds data/, ready and output.log
-	id     string // peer ID, from the ready file
-	addrs  []string
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// startDonor runs `scatter daemon` over dir (a restart reuses the identity and fragment
-// store found there, on a new port) and waits until its ready file lists its addresses.
-func startDonor(t *testing.T, dir string, bootstrap []string) *donorProc {
+// startDonor runs `scatter daemon` over dir on 127.0.0.1 (a restart reuses the identity
+// and fragment store found there, on a new port) and waits until it serves.
+func startDonor(t *testing.T, dir string, bootstrap []string) *testdaemon.Daemon {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	p := testdaemon.Start(t, scatterBin, dir, "1G", "/ip4/127.0.0.1/tcp/0", bootstrap)
+	if err := p.WaitReady(time.Now().Add(readyTimeout)); err != nil {
 		t.Fatal(err)
 	}
-	ready := filepath.Join(dir, "ready")
-	os.Remove(ready)
-	out, err := os.OpenFile(filepath.Join(dir, "output.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close() // the child has its own descriptor
-	args := []string{"daemon", "-dir", filepath.Join(dir, "data"), "-quota", "1G",
-		"-listen", "/ip4/127.0.0.1/tcp/0", "-ready-file", ready}
-	for _, b := range bootstrap {
-		args = append(args, "-bootstrap", b)
-	}
-	cmd := exec.Command(scatterBin, args...)
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "cfg"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start scatter daemon: %v", err)
-	}
-	p := &donorProc{t: t, dir: dir, cmd: cmd, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.exited) }()
-	t.Cleanup(p.kill)
-
-	deadline := time.Now().Add(readyTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if b, err := os.ReadFile(ready); err == nil && len(strings.Fields(string(b))) > 0 {
-			p.addrs = strings.Fields(string(b))
-			a := p.addrs[0]
-			p.id = a[strings.LastIndex(a, "/p2p/")+len("/p2p/"):]
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("scatter daemon in %s exited before it was ready: %s", dir, p.output())
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scatter daemon in %s not ready after %v: %s", dir, readyTimeout, p.output())
-		}
-	}
-}
-
-// output returns the end of the donor's log, for failure messages.
-func (p *donorProc) output() string {
-	b, _ := os.ReadFile(filepath.Join(p.dir, "output.log"))
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func (p *donorProc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill ends the donor with SIGKILL, as a machine losing power would, and reaps it.
-func (p *donorProc) kill() {
-	if !p.running() {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
+	return p
 }
 
 // churnSize is the bytes TestMountChurn writes: SCATTER_CHURN_MIB MiB, default the
@@ -153,13 +74,13 @@ func TestMountChurn(t *testing.T) {
 	size := churnSize(t)
 	const seed = 2077
 	root := t.TempDir()
-	donors := []*donorProc{startDonor(t, filepath.Join(root, "d00"), nil)}
+	donors := []*testdaemon.Daemon{startDonor(t, filepath.Join(root, "d00"), nil)}
 	for i := 1; i < 20; i++ {
-		donors = append(donors, startDonor(t, filepath.Join(root, fmt.Sprintf("d%02d", i)), donors[0].addrs))
+		donors = append(donors, startDonor(t, filepath.Join(root, fmt.Sprintf("d%02d", i)), donors[0].Addrs))
 	}
 	var boot []string
 	for _, p := range donors[:3] {
-		boot = append(boot, "-bootstrap", p.addrs[0])
+		boot = append(boot, "-bootstrap", p.Addrs[0])
 	}
 	// No background check: the repairs the test counts are the ones it asks for.
 	d := newDrive(t, append(boot, "-k", "8", "-m", "4", "-check-every=-1s")...)
@@ -195,7 +116,7 @@ func TestMountChurn(t *testing.T) {
 	}
 	var holders []int
 	for i, p := range donors[3:] { // not the mount's bootstrap donors: each remount joins through them
-		if held[p.id].Fragments > 0 {
+		if held[p.ID.String()].Fragments > 0 {
 			holders = append(holders, 3+i)
 		}
 	}
@@ -207,7 +128,7 @@ func TestMountChurn(t *testing.T) {
 	first, second := holders[:4], holders[4:8]
 	stopDonors := func(idx []int) {
 		for _, i := range idx {
-			donors[i].kill()
+			donors[i].Kill()
 		}
 	}
 
@@ -237,10 +158,10 @@ func TestMountChurn(t *testing.T) {
 	// answer for them again. The mount offers a donor that failed its dials again once the
 	// network's unreachable backoff (dht.NetworkConfig.Backoff, 30 s) has passed.
 	for _, i := range first {
-		donors[i] = startDonor(t, donors[i].dir, donors[0].addrs)
+		donors[i] = startDonor(t, donors[i].Dir, donors[0].Addrs)
 	}
 	for _, i := range first {
-		id, want := donors[i].id, held[donors[i].id]
+		id, want := donors[i].ID.String(), held[donors[i].ID.String()]
 		took := waitShown(t, "restarted donor "+id, func() error {
 			for _, p := range d.status().Peers {
 				if p.ID == id {
@@ -271,7 +192,7 @@ func TestMountChurn(t *testing.T) {
 	var before, now int64
 	for _, p := range d.status().Peers {
 		for _, i := range first {
-			if p.ID == donors[i].id {
+			if p.ID == donors[i].ID.String() {
 				before, now = before+held[p.ID].Fragments, now+p.Fragments
 			}
 		}

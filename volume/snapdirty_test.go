@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -18,37 +17,6 @@ import (
 	"github.com/scatterfs/scatter/volume"
 	"github.com/scatterfs/scatter/volume/memchunks"
 )
-
-// objStore keeps snapshot objects sealed with the drive's keys, as pipeline.Store
-// would, and counts puts.
-type objStore struct {
-	keys *crypt.Keys
-
-	mu     sync.Mutex
-	sealed map[crypt.ChunkID][]byte
-	puts   int
-}
-
-func (s *objStore) Put(ctx context.Context, plain []byte) (pipeline.Ref, error) {
-	id := s.keys.ChunkID(plain)
-	sealed := s.keys.Seal(nil, id, plain)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sealed[id] = sealed
-	s.puts++
-	return pipeline.Ref{ID: id, Size: uint32(len(plain)), SealedLen: uint32(len(sealed)), K: 1,
-		Fragments: []pipeline.Fragment{{Peer: "mem"}}}, nil
-}
-
-func (s *objStore) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.sealed[ref.ID]
-	if !ok {
-		return nil, fmt.Errorf("object %s: %w", ref.ID, pipeline.ErrUnrecoverable)
-	}
-	return bytes.Clone(b), nil
-}
 
 // TestSnapshotIncrementalEqualsFull runs random operation sequences (creates, writes,
 // renames across directories, hard links, unlinks, rmdir, xattrs, setattr, UpdateRefs
@@ -66,7 +34,7 @@ func snapshotProperty(t *testing.T, seed uint64) {
 	var s crypt.Secret
 	s[0] = 7
 	keys := s.Keys()
-	store := &objStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
+	store := &snapStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
 	chunks := memchunks.New(4<<10, 1<<40)
 	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1, InlineMax: 512}
 	v, err := volume.Open(cfg, chunks)
@@ -208,7 +176,7 @@ func snapshotProperty(t *testing.T, seed uint64) {
 
 // checkIncremental takes a snapshot of v and checks it against a from-scratch build of
 // the same state: a copy of the store opened afresh (no cache) and snapshotted.
-func checkIncremental(t *testing.T, v *volume.Volume, cfg volume.Config, chunks *memchunks.Store, store *objStore, keys *crypt.Keys, round string) {
+func checkIncremental(t *testing.T, v *volume.Volume, cfg volume.Config, chunks *memchunks.Store, store *snapStore, keys *crypt.Keys, round string) {
 	t.Helper()
 	ctx := context.Background()
 	r := snapshot.NewReader(store)
@@ -281,7 +249,7 @@ func TestSnapshotRemoveXattr(t *testing.T) {
 	var s crypt.Secret
 	s[0] = 7
 	keys := s.Keys()
-	store := &objStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
+	store := &snapStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
 	chunks := memchunks.New(4<<10, 1<<40)
 	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1}
 	v, err := volume.Open(cfg, chunks)

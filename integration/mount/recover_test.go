@@ -127,12 +127,13 @@ func TestRecover(t *testing.T) {
 		}
 	}
 
-	// A few hundred small files in a few directories, some inline, some one chunk.
+	// Over a thousand small files (1,020) in a few directories, some inline, some one
+	// chunk.
 	seed := uint64(1)
 	for i := range 12 {
 		dir := filepath.Join(root, fmt.Sprintf("d%02d", i), "sub")
 		must(os.MkdirAll(dir, 0o755))
-		for j := range 25 {
+		for j := range 85 {
 			seed++
 			size := int64(seed*977) % (48 << 10) // across the 32 KiB inline limit
 			name := filepath.Join(dir, fmt.Sprintf("f%03d", j))
@@ -170,8 +171,8 @@ func TestRecover(t *testing.T) {
 		must(unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW))
 	}
 	before := snapshot(t, root)
-	if len(before) < 300 {
-		t.Fatalf("the tree has %d names, want at least 300", len(before))
+	if len(before) < 1000 {
+		t.Fatalf("the tree has %d names, want at least 1000", len(before))
 	}
 
 	// Unmount: the flush puts staged data on the donors, then the final snapshot is

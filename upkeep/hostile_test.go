@@ -34,12 +34,7 @@ func fragmentsOn(refs []pipeline.Ref, p swarm.PeerID) []chunker.FragmentID {
 // onto other peers only. A check without Verify still finds the first and the last.
 func TestHostileDonorsAvoided(t *testing.T) {
 	e := newEnv(t, 14, 24)
-	denier, liar, hung := e.peers[3], e.peers[4], e.peers[5]
-	for _, p := range []swarm.PeerID{denier, liar, hung} {
-		if len(fragmentsOn(e.refs, p)) == 0 {
-			t.Fatalf("peer %s holds nothing: the test needs another seed", p)
-		}
-	}
+	denier, liar, hung := hostileTriple(t, e)
 	// The denier drops the fragments it acknowledged (as a second device of the owner
 	// deleting them would make it).
 	if err := e.w.Net("other", owner).Delete(t.Context(), denier, fragmentsOn(e.refs, denier)); err != nil {
@@ -83,6 +78,43 @@ func TestHostileDonorsAvoided(t *testing.T) {
 	e.w.SetCorrupt(liar, false)
 	// Every fragment on a distinct live holder other than the three, with the right bytes.
 	e.checkWhole(t, d.refs(), denier, liar, hung)
+}
+
+// hostileTriple picks three peers that each hold fragments and, together, hold at most m
+// fragments of any chunk: placement varies from run to run, and a chunk with more than m
+// fragments on the three would be unrecoverable, which is not what the test is about.
+func hostileTriple(t *testing.T, e *env) (a, b, c swarm.PeerID) {
+	t.Helper()
+	ok := func(ps ...swarm.PeerID) bool {
+		for _, p := range ps {
+			if len(fragmentsOn(e.refs, p)) == 0 {
+				return false
+			}
+		}
+		for _, r := range e.refs {
+			n := 0
+			for _, f := range r.Fragments {
+				if slices.Contains(ps, f.Peer) {
+					n++
+				}
+			}
+			if n > int(r.M) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range e.peers {
+		for j := i + 1; j < len(e.peers); j++ {
+			for k := j + 1; k < len(e.peers); k++ {
+				if ok(e.peers[i], e.peers[j], e.peers[k]) {
+					return e.peers[i], e.peers[j], e.peers[k]
+				}
+			}
+		}
+	}
+	t.Fatal("no three peers hold fragments with at most m of any chunk among them")
+	return
 }
 
 func sorted(ps ...swarm.PeerID) []swarm.PeerID {

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,46 +14,17 @@ import (
 	"time"
 
 	"github.com/scatterfs/scatter/crypt"
-	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/snapshot"
 	"github.com/scatterfs/scatter/volume"
 	"github.com/scatterfs/scatter/volume/memchunks"
 )
-
-// objStore keeps snapshot objects sealed with the drive's keys, as pipeline.Store would.
-type objStore struct {
-	keys *crypt.Keys
-
-	mu     sync.Mutex
-	sealed map[crypt.ChunkID][]byte
-}
-
-func (s *objStore) Put(ctx context.Context, plain []byte) (pipeline.Ref, error) {
-	id := s.keys.ChunkID(plain)
-	sealed := s.keys.Seal(nil, id, plain)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sealed[id] = sealed
-	return pipeline.Ref{ID: id, Size: uint32(len(plain)), SealedLen: uint32(len(sealed)), K: 1,
-		Fragments: []pipeline.Fragment{{Peer: "mem"}}}, nil
-}
-
-func (s *objStore) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.sealed[ref.ID]
-	if !ok {
-		return nil, fmt.Errorf("object %s: %w", ref.ID, pipeline.ErrUnrecoverable)
-	}
-	return bytes.Clone(b), nil
-}
 
 // follow is a writer volume (no mount) and a read-only mount of its snapshots.
 type follow struct {
 	t      *testing.T
 	w      *volume.Volume
 	chunks *memchunks.Store
-	objs   *objStore
+	objs   *memchunks.Objects
 	live   *Live
 	mnt    string
 }
@@ -65,7 +35,7 @@ func newFollow(t *testing.T) *follow {
 	}
 	var s crypt.Secret
 	s[0] = 9
-	f := &follow{t: t, chunks: memchunks.New(64<<10, 1<<40), objs: &objStore{keys: s.Keys(), sealed: map[crypt.ChunkID][]byte{}}}
+	f := &follow{t: t, chunks: memchunks.New(64<<10, 1<<40), objs: memchunks.NewObjects(s.Keys())}
 	w, err := volume.Open(volume.Config{Dir: t.TempDir(), InlineMax: 1, Logger: quietLog}, f.chunks)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +53,7 @@ func (f *follow) restore() *volume.Volume {
 	if err := f.w.SyncAll(ctx); err != nil {
 		f.t.Fatal(err)
 	}
-	root, _, err := f.w.Snapshot(ctx, f.objs, f.objs.keys)
+	root, _, err := f.w.Snapshot(ctx, f.objs, f.objs.Keys)
 	if err != nil {
 		f.t.Fatal(err)
 	}

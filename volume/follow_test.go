@@ -28,7 +28,7 @@ func TestOpenShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := newSnapStore()
-	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	root, _, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ func (e *env) publish(st *snapStore, at time.Time) snapshot.Ptr {
 	if err := e.v.SyncAll(ctx); err != nil {
 		e.t.Fatal(err)
 	}
-	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	root, _, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestGarbageWaitsForPublishedSnapshot(t *testing.T) {
 	if err := e.v.SyncAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	root, _, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSnapshotPublishedIsNoChange(t *testing.T) {
 	if err := e.v.SyncAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	root, _, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ type cryptChunks struct{ *snapStore }
 
 func (c cryptChunks) Split(r io.Reader) chunk.Splitter { return chunk.NewSizeSplitter(r, 64<<10) }
 func (c cryptChunks) Open(dst []byte, ref pipeline.Ref, sealed []byte) ([]byte, error) {
-	return c.keys.Open(dst, ref.ID, sealed)
+	return c.Keys.Open(dst, ref.ID, sealed)
 }
 func (c cryptChunks) Capacity(context.Context) (int64, error) { return 1 << 40, nil }
 
@@ -87,7 +87,7 @@ func TestShareRestore(t *testing.T) {
 	}
 
 	want := dump(t, w)
-	root, _, err := w.Snapshot(ctx, st, st.keys)
+	root, _, err := w.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestShareRestore(t *testing.T) {
 	if err := w.SyncAll(ctx); err != nil { // namespace changes durable before the snapshot
 		t.Fatal(err)
 	}
-	root2, _, err := w.Snapshot(ctx, st, st.keys)
+	root2, _, err := w.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestShareRestore(t *testing.T) {
 	if err := w.SyncAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	root3, _, err := w.Snapshot(ctx, st, st.keys)
+	root3, _, err := w.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestShareRoot(t *testing.T) {
 	if err := w.SyncAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	root, _, err := w.Snapshot(ctx, st, st.keys)
+	root, _, err := w.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func snapshotProperty(t *testing.T, seed uint64) {
 	var s crypt.Secret
 	s[0] = 7
 	keys := s.Keys()
-	store := &snapStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
+	store := memchunks.NewObjects(keys)
 	chunks := memchunks.New(4<<10, 1<<40)
 	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1, InlineMax: 512}
 	v, err := volume.Open(cfg, chunks)
@@ -249,7 +249,7 @@ func TestSnapshotRemoveXattr(t *testing.T) {
 	var s crypt.Secret
 	s[0] = 7
 	keys := s.Keys()
-	store := &snapStore{keys: keys, sealed: map[crypt.ChunkID][]byte{}}
+	store := memchunks.NewObjects(keys)
 	chunks := memchunks.New(4<<10, 1<<40)
 	cfg := volume.Config{Dir: t.TempDir(), Logger: quiet, CommitWindow: -1}
 	v, err := volume.Open(cfg, chunks)

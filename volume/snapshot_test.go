@@ -7,52 +7,23 @@ import (
 	"path"
 	"reflect"
 	"sort"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scatterfs/scatter/crypt"
-	"github.com/scatterfs/scatter/pipeline"
 	"github.com/scatterfs/scatter/snapshot"
 	"github.com/scatterfs/scatter/volume"
+	"github.com/scatterfs/scatter/volume/memchunks"
 )
 
-// snapStore keeps snapshot objects sealed with the drive's keys, as pipeline.Store
-// would, and counts puts.
-type snapStore struct {
-	keys *crypt.Keys
-
-	mu     sync.Mutex
-	sealed map[crypt.ChunkID][]byte
-	puts   int
-}
+// snapStore keeps snapshot objects sealed with the drive's keys.
+type snapStore = memchunks.Objects
 
 func newSnapStore() *snapStore {
 	var s crypt.Secret
 	s[0] = 7
-	return &snapStore{keys: s.Keys(), sealed: map[crypt.ChunkID][]byte{}}
-}
-
-func (s *snapStore) Put(ctx context.Context, plain []byte) (pipeline.Ref, error) {
-	id := s.keys.ChunkID(plain)
-	sealed := s.keys.Seal(nil, id, plain)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sealed[id] = sealed
-	s.puts++
-	return pipeline.Ref{ID: id, Size: uint32(len(plain)), SealedLen: uint32(len(sealed)), K: 1,
-		Fragments: []pipeline.Fragment{{Peer: "mem"}}}, nil
-}
-
-func (s *snapStore) GetSealed(ctx context.Context, ref pipeline.Ref) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.sealed[ref.ID]
-	if !ok {
-		return nil, fmt.Errorf("object %s: %w", ref.ID, pipeline.ErrUnrecoverable)
-	}
-	return bytes.Clone(b), nil
+	return memchunks.NewObjects(s.Keys())
 }
 
 // node is what a test compares of one path.
@@ -160,7 +131,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if changed, err := e.v.SnapshotChanged(); err != nil || !changed {
 		t.Fatalf("SnapshotChanged before any snapshot = %v, %v", changed, err)
 	}
-	root, stats, err := e.v.Snapshot(ctx, st, st.keys)
+	root, stats, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +171,7 @@ func TestSnapshotRestore(t *testing.T) {
 
 	// The restored volume is a working drive: new files get new inode numbers, the hard
 	// link shares its inode, and a snapshot of the unchanged tree uploads nothing.
-	root2, stats2, err := v2.Snapshot(ctx, st, st.keys)
+	root2, stats2, err := v2.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +193,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	e := newEnv(t, volume.Config{})
 	fill(t, e)
 	st := newSnapStore()
-	_, first, err := e.v.Snapshot(ctx, st, st.keys)
+	_, first, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +208,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	if changed, _ := e.v.SnapshotChanged(); !changed {
 		t.Fatal("SnapshotChanged false after a write")
 	}
-	_, s, err := e.v.Snapshot(ctx, st, st.keys)
+	_, s, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +251,7 @@ func TestVersionAndSyncDir(t *testing.T) {
 func TestSnapshotSeqIsNoChange(t *testing.T) {
 	e := newEnv(t, volume.Config{})
 	st := newSnapStore()
-	if _, _, err := e.v.Snapshot(ctx, st, st.keys); err != nil {
+	if _, _, err := e.v.Snapshot(ctx, st, st.Keys); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.v.SetSnapshotSeq(5); err != nil {
@@ -309,7 +280,7 @@ func TestSnapshotHoldsPendingChanges(t *testing.T) {
 	e := deferredEnv(t, volume.Config{})
 	st := newSnapStore()
 	must[volume.Attr](t)(e.v.Mkdir(ctx, volume.RootIno, "late", 0o755, 0, 0))
-	root, _, err := e.v.Snapshot(ctx, st, st.keys)
+	root, _, err := e.v.Snapshot(ctx, st, st.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,7 @@ func TestUpkeepSnapshotObjects(t *testing.T) {
 	}
 	before := must[[]pipeline.Ref](t)(e.v.LiveRefs(ctx))
 	st := newSnapStore()
-	if _, _, err := e.v.Snapshot(ctx, st, st.keys); err != nil {
+	if _, _, err := e.v.Snapshot(ctx, st, st.Keys); err != nil {
 		t.Fatal(err)
 	}
 	after := must[[]pipeline.Ref](t)(e.v.LiveRefs(ctx))
@@ -145,8 +145,8 @@ func TestUpkeepSnapshotObjects(t *testing.T) {
 			objs = append(objs, r)
 		}
 	}
-	if len(objs) == 0 || len(objs) != st.puts {
-		t.Fatalf("%d snapshot objects among the live refs, %d were put", len(objs), st.puts)
+	if len(objs) == 0 || len(objs) != st.Puts() {
+		t.Fatalf("%d snapshot objects among the live refs, %d were put", len(objs), st.Puts())
 	}
 	nr := objs[0]
 	nr.Fragments = []pipeline.Fragment{{ID: nr.Fragments[0].ID, Peer: "repaired"}}
